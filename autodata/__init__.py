@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "MetaLearner": "autodata.bilevel",
+    "cycle": "autodata.bilevel",
     "MetaWeightNet": "autodata.reweight",
     "L2RW": "autodata.reweight",
     "UniformReweighter": "autodata.reweight",

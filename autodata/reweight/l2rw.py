@@ -1,0 +1,38 @@
+"""Learning to Reweight (Ren et al., "Learning to Reweight Examples for Robust Deep Learning",
+ICML 2018): per-sample weights straight from the meta-gradient, no weighting net.
+
+Each step perturbs the loss with weights ``eps = 0`` (eq. 3), takes the hypergradient
+``h = dL_meta/d eps`` through a look-ahead, and sets ``w = max(-h, 0)`` normalised to sum 1
+(eq. 6-7). Here the weights are scaled to mean 1 so that ``mean(w * l) = sum(w_normalised * l)``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from autodata.reweight._base import BaseReweighter
+
+__all__ = ["L2RW"]
+
+
+class L2RW(BaseReweighter):
+    """Per-batch weights from the hypergradient of zero weights.
+
+    Example:
+        >>> L2RW().weights_from_hypergradient(torch.tensor([-2.0, 1.0, -2.0]))
+        tensor([1.5000, 0.0000, 1.5000])
+    """
+
+    per_batch = True
+
+    def forward(self, losses: Tensor, targets: Tensor) -> Tensor:
+        # Outside a meta step (e.g. with every=k between meta updates) L2RW has no weights of
+        # its own; uniform weights are the paper's fallback.
+        return torch.ones_like(losses)
+
+    def weights_from_hypergradient(self, hypergradient: Tensor) -> Tensor:
+        w = (-hypergradient).clamp_min(0)
+        total = w.sum()
+        if total <= 0:
+            return torch.zeros_like(w)
+        return w * (w.numel() / total)
