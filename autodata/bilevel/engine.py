@@ -267,6 +267,9 @@ class MetaLearner:
             raise FloatingPointError(message + " Pass on_nonfinite='skip' to skip such meta updates.")
         warnings.warn(message + " The meta update is skipped.", RuntimeWarning, stacklevel=3)
 
+    def _snapshot_buffers(self) -> dict[str, Tensor]:
+        return {n: b.clone() for n, b in self.model.named_buffers()}
+
     # ------------------------------------------------------------------ virtual forwards
     def _virtual_state(self, new: Mapping[str, Tensor]) -> dict[str, Tensor]:
         state = {n: new[n] if n in new else p.detach() for n, p in self.params.items()}
@@ -299,13 +302,16 @@ class MetaLearner:
         self._check_batch("meta", x_meta, y_meta)
         return self._meta_step(index, x, y, x_meta, y_meta)
 
-    def _per_sample_losses(self, index: int, logits: Tensor, y: Tensor) -> Tensor:
+    def _per_sample_losses(self, index: int, logits: Tensor, y: Tensor, buffers: dict[str, Tensor]) -> Tensor:
         self._check_targets("training", y, logits.shape[-1])
         losses = self.loss_fn(logits, y)
         if losses.dim() != 1 or losses.shape[0] != y.shape[0]:
             raise ValueError(f"loss_fn must return per-sample losses of shape ({y.shape[0]},), but got {tuple(losses.shape)}.")
         if not torch.isfinite(losses).all():
             bad = int((~torch.isfinite(losses)).sum())
+            with torch.no_grad():  # undo the forward's BatchNorm update: the model loses nothing
+                for name, b in self.model.named_buffers():
+                    b.copy_(buffers[name])
             raise FloatingPointError(
                 f"step {index}: the training loss is not finite for {bad} of {losses.numel()} "
                 f"samples. Nothing was updated; check the inputs for NaN/inf and lower the "
@@ -314,20 +320,22 @@ class MetaLearner:
         return losses
 
     def _plain_step(self, index: int, x: Tensor, y: Tensor) -> Tensor:
+        buffers = self._snapshot_buffers()
         with torch.no_grad():
             x = self.augment(x, self.augment.sample(x.shape[0], self.generator))
-        losses = self._per_sample_losses(index, self.model(x), y)
+        losses = self._per_sample_losses(index, self.model(x), y, buffers)
         with torch.no_grad():
             weights = self.reweighter(losses.detach(), y)
         self.last = StepInfo(index, False, float(losses.detach().mean()), float("nan"), weights)
         return (weights * losses).mean()
 
     def _meta_step(self, index: int, x: Tensor, y: Tensor, x_meta: Tensor, y_meta: Tensor) -> Tensor:
+        buffers = self._snapshot_buffers()
         rng_before = _RNGState(self.device)
         aug_params = self.augment.sample(x.shape[0], self.generator)
         x_aug = self.augment(x, aug_params)
         logits = self.model(x_aug)  # the real forward: BN statistics move once, as in plain training
-        losses = self._per_sample_losses(index, logits, y)
+        losses = self._per_sample_losses(index, logits, y, buffers)
         rng_after = _RNGState(self.device)
 
         per_batch = self.reweighter.per_batch
