@@ -1,0 +1,183 @@
+"""Index splits: a clean, class-balanced meta set and long-tailed (imbalanced) subsets.
+
+References:
+    Shu et al., "Meta-Weight-Net", NeurIPS 2019: the meta set (e.g. 10 images per class
+    of CIFAR) is taken from the training set before the labels are corrupted.
+    Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss"
+    (LDAM), NeurIPS 2019: exponential profile ``n_c = n_max * (1 / factor) ** (c / (K - 1))``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["MetaSplit", "meta_split", "long_tailed_counts", "long_tailed_indices"]
+
+
+def _labels_and_k(labels: Any, num_classes: int | None) -> tuple[np.ndarray, int]:
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be 1-D, but got shape {y.shape}.")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integers, but got dtype {y.dtype}.")
+    y = y.astype(np.int64)
+    k = int(num_classes) if num_classes is not None else (int(y.max()) + 1 if y.size else 0)
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"labels must lie in [0, {k}), but got range [{y.min()}, {y.max()}].")
+    return y, k
+
+
+@dataclass(frozen=True, eq=False)
+class MetaSplit:
+    """Disjoint train / meta indices into a training set.
+
+    Attributes:
+        train_indices: Indices left for training, int64, sorted.
+        meta_indices: The clean meta set, ``per_class`` per class, int64, sorted.
+        per_class: Meta samples per class.
+        seed: The int seed used.
+    """
+
+    train_indices: np.ndarray
+    meta_indices: np.ndarray
+    per_class: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable record."""
+        return {
+            "per_class": self.per_class,
+            "seed": self.seed,
+            "train_indices": self.train_indices.tolist(),
+            "meta_indices": self.meta_indices.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MetaSplit:
+        """Rebuilds the split written by :meth:`to_dict`."""
+        return cls(
+            np.asarray(d["train_indices"], np.int64),
+            np.asarray(d["meta_indices"], np.int64),
+            int(d["per_class"]),
+            int(d["seed"]),
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes the split as JSON so it can be saved with a run."""
+        Path(path).write_text(json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MetaSplit:
+        """Reads a split written by :meth:`save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def meta_split(
+    labels: Sequence[int] | np.ndarray | torch.Tensor,
+    per_class: int,
+    seed: int = 0,
+    num_classes: int | None = None,
+) -> MetaSplit:
+    """Draws a clean, class-balanced meta set; the rest is the training set.
+
+    Call it on the *clean* training labels, before corrupting them.
+
+    Args:
+        labels: Clean training labels (N,).
+        per_class: Meta samples drawn from every class.
+        seed: Seed of the numpy Generator.
+        num_classes: K; inferred as ``max(labels) + 1`` when ``None``.
+
+    Returns:
+        A :class:`MetaSplit` with disjoint index sets covering ``range(N)``.
+
+    Raises:
+        ValueError: If ``per_class`` < 0 or exceeds the size of some class.
+
+    Example:
+        >>> split = meta_split([0, 1] * 10, per_class=2, seed=0)
+        >>> len(split.meta_indices), len(split.train_indices)
+        (4, 16)
+    """
+    y, k = _labels_and_k(labels, num_classes)
+    if int(per_class) < 0:
+        raise ValueError(f"per_class must be >= 0, but got {per_class}.")
+    counts = np.bincount(y, minlength=k)
+    short = np.flatnonzero(counts < per_class)
+    if short.size:
+        c = int(short[0])
+        raise ValueError(
+            f"per_class must be <= the size of every class, but got per_class={per_class} "
+            f"while class {c} has only {counts[c]} samples."
+        )
+    rng = np.random.default_rng(int(seed))
+    meta = [rng.choice(np.flatnonzero(y == c), size=int(per_class), replace=False) for c in range(k)]
+    meta_idx = np.sort(np.concatenate(meta).astype(np.int64)) if meta else np.zeros(0, np.int64)
+    mask = np.ones(y.shape[0], dtype=bool)
+    mask[meta_idx] = False
+    return MetaSplit(np.flatnonzero(mask).astype(np.int64), meta_idx, int(per_class), int(seed))
+
+
+def long_tailed_counts(n_max: int, num_classes: int, imbalance_factor: float) -> np.ndarray:
+    """Per-class sizes ``n_c = int(n_max * (1 / factor) ** (c / (K - 1)))``.
+
+    Example:
+        >>> long_tailed_counts(5000, 10, 100).tolist()[::3]
+        [5000, 1077, 232, 50]
+    """
+    if not float(imbalance_factor) >= 1.0:
+        raise ValueError(f"imbalance_factor must be >= 1, but got {imbalance_factor}.")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, but got {num_classes}.")
+    c = np.arange(num_classes)
+    exponent = c / (num_classes - 1) if num_classes > 1 else np.zeros(1)
+    return (n_max * (1.0 / float(imbalance_factor)) ** exponent).astype(np.int64)
+
+
+def long_tailed_indices(
+    labels: Sequence[int] | np.ndarray | torch.Tensor,
+    imbalance_factor: float,
+    seed: int = 0,
+    num_classes: int | None = None,
+) -> np.ndarray:
+    """Indices of a long-tailed subset with an exponential class profile.
+
+    Class ``c`` keeps ``n_c = int(n_max * (1 / imbalance_factor) ** (c / (K - 1)))``
+    samples drawn without replacement, where ``n_max`` is the size of the smallest class
+    (the per-class size on a balanced set such as CIFAR), so every class can supply its
+    quota. ``imbalance_factor = n_0 / n_{K-1}``.
+
+    Args:
+        labels: Labels (N,).
+        imbalance_factor: Ratio of the largest to the smallest class, >= 1.
+        seed: Seed of the numpy Generator.
+        num_classes: K; inferred when ``None``.
+
+    Returns:
+        Sorted int64 indices into ``labels``.
+
+    Raises:
+        ValueError: If ``imbalance_factor`` < 1.
+
+    Example:
+        >>> idx = long_tailed_indices([0, 1] * 100, imbalance_factor=10, seed=0)
+        >>> np.bincount(np.array([0, 1] * 100)[idx]).tolist()
+        [100, 10]
+    """
+    y, k = _labels_and_k(labels, num_classes)
+    if not float(imbalance_factor) >= 1.0:
+        raise ValueError(f"imbalance_factor must be >= 1, but got {imbalance_factor}.")
+    counts = np.bincount(y, minlength=k)
+    quota = long_tailed_counts(int(counts.min()) if k else 0, k, imbalance_factor)
+    rng = np.random.default_rng(int(seed))
+    parts = [rng.choice(np.flatnonzero(y == c), size=int(quota[c]), replace=False) for c in range(k)]
+    return np.sort(np.concatenate(parts).astype(np.int64)) if parts else np.zeros(0, np.int64)
