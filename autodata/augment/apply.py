@@ -1,0 +1,241 @@
+"""Apply a fixed :class:`~autodata.augment.policy.Policy` to batches, or to single images.
+
+:class:`PolicyAugment` is the batched module: :meth:`PolicyAugment.sample` draws every
+per-sample choice (sub-policy per stage, gate, magnitude, sign, position) from an explicit
+generator into a :class:`PolicyParams`, and :meth:`PolicyAugment.forward` replays them.
+Samples are grouped by op: each op runs once per stage and slot on the subset of samples
+that apply it, with no per-sample Python loop. :class:`PolicyTransform` wraps it for
+per-image ``torchvision`` / ``DataLoader`` pipelines with the same semantics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from autodata.augment._checks import check_generator, check_images, check_per_sample
+from autodata.augment.ops import OPS
+from autodata.augment.policy import Policy
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    """Per-sample draws of a :class:`PolicyAugment`; log them, replay them.
+
+    Shape:
+        - choice: :math:`(S, B)` long, the sub-policy picked in each of the S stages.
+        - op: :math:`(S, J, B)` long, index into :attr:`PolicyAugment.op_names` of the op
+          in slot j of the chosen sub-policy, ``-1`` where that sub-policy is shorter.
+        - apply: :math:`(S, J, B)` bool, whether the op's gate fired.
+        - magnitude: :math:`(S, J, B)` float in ``[0, 1]``.
+        - sign: :math:`(S, J, B)` float, ``-1.0`` or ``+1.0``.
+        - position: :math:`(S, J, B, 2)` float in ``[0, 1]``.
+    """
+
+    choice: Tensor
+    op: Tensor
+    apply: Tensor
+    magnitude: Tensor
+    sign: Tensor
+    position: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        """B."""
+        return self.choice.shape[-1]
+
+    def to(self, device: torch.device | str) -> PolicyParams:
+        """A copy with every tensor on ``device``."""
+        return PolicyParams(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
+
+def _new_generator(seed: int | None) -> torch.Generator:
+    g = torch.Generator()
+    if seed is None:
+        g.seed()  # fresh entropy for this generator only; the global RNG is untouched
+    else:
+        g.manual_seed(seed)
+    return g
+
+
+class PolicyAugment(nn.Module):
+    """Apply a fixed policy to a batch on its device with per-sample randomness.
+
+    Args:
+        policy: the :class:`Policy` to apply.
+        seed: seeds the module's own generator, used when no generator is passed.
+
+    Example:
+        >>> from autodata.augment import load_policy
+        >>> aug = PolicyAugment(Policy.identity(), seed=0)
+        >>> x = torch.rand(8, 3, 32, 32)
+        >>> params = aug.sample(8, torch.Generator().manual_seed(1))
+        >>> torch.equal(aug(x, params), aug(x, params))
+        True
+
+    Shape:
+        - x: :math:`(B, C, H, W)` float in ``[0, 1]``.
+        - output: :math:`(B, C, H, W)`, same dtype and device.
+    """
+
+    def __init__(self, policy: Policy, seed: int | None = None) -> None:
+        super().__init__()
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a Policy, but got {type(policy).__name__}.")
+        self.policy = policy
+        self.op_names: tuple[str, ...] = policy.op_names
+        index = {name: i for i, name in enumerate(self.op_names)}
+        s = len(policy.stages)
+        k = max(len(st.sub_policies) for st in policy.stages)
+        j = max(len(sub.ops) for st in policy.stages for sub in st.sub_policies)
+        cdf = torch.ones(s, k)  # padding entries are never reached
+        op = torch.full((s, k, j), -1, dtype=torch.long)
+        prob = torch.zeros(s, k, j)
+        mag = torch.zeros(s, k, j)
+        uniform = torch.zeros(s, k, j, dtype=torch.bool)
+        self._slot_ops: list[list[list[int]]] = [[[] for _ in range(j)] for _ in range(s)]
+        for si, stage in enumerate(policy.stages):
+            cdf[si, : len(stage.sub_policies)] = torch.tensor(stage.probabilities, dtype=torch.float64).cumsum(0)
+            for ki, sub in enumerate(stage.sub_policies):
+                for ji, cfg in enumerate(sub.ops):
+                    op[si, ki, ji] = index[cfg.name]
+                    prob[si, ki, ji] = cfg.probability
+                    mag[si, ki, ji] = cfg.magnitude
+                    uniform[si, ki, ji] = cfg.magnitude_sampling == "uniform"
+                    if index[cfg.name] not in self._slot_ops[si][ji]:
+                        self._slot_ops[si][ji].append(index[cfg.name])
+        self.register_buffer("_cdf", cdf, persistent=False)
+        self.register_buffer("_op", op, persistent=False)
+        self.register_buffer("_prob", prob, persistent=False)
+        self.register_buffer("_mag", mag, persistent=False)
+        self.register_buffer("_uniform", uniform, persistent=False)
+        self._num_sub_policies = [len(st.sub_policies) for st in policy.stages]
+        self.generator = _new_generator(seed)
+
+    def sample(
+        self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> PolicyParams:
+        """Draw the per-sample parameters of ``batch_size`` samples.
+
+        Args:
+            batch_size: B.
+            generator: the random source (its device draws); default the module's own.
+            device: where the parameters live; default the module's buffers' device.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+            raise ValueError(f"batch_size must be an int >= 0, but got {batch_size!r}.")
+        g = self.generator if generator is None else check_generator(generator)
+        device = self._cdf.device if device is None else torch.device(device)
+        s, k, j = self._op.shape
+        b = batch_size
+
+        def draw(*shape: int) -> Tensor:
+            return torch.rand(shape, generator=g, device=g.device).to(device)
+
+        u_choice, u_apply, u_mag, u_sign, position = draw(s, b), draw(s, j, b), draw(s, j, b), draw(s, j, b), draw(s, j, b, 2)
+        cdf, table = self._cdf.to(device), lambda t: t.to(device)
+        limit = torch.tensor(self._num_sub_policies, device=device).view(s, 1) - 1
+        choice = torch.minimum(torch.searchsorted(cdf, u_choice, right=True), limit)  # (S, B)
+        picked = choice.unsqueeze(-1).expand(s, b, j)
+
+        def select(t: Tensor) -> Tensor:  # (S, K, J) -> (S, J, B)
+            return table(t).gather(1, picked).transpose(1, 2)
+
+        op, prob, mag, uniform = select(self._op), select(self._prob), select(self._mag), select(self._uniform)
+        return PolicyParams(
+            choice=choice,
+            op=op,
+            apply=(u_apply < prob) & (op >= 0),
+            magnitude=torch.where(uniform, u_mag * mag, mag),
+            sign=torch.where(u_sign < 0.5, -1.0, 1.0),
+            position=position,
+        )
+
+    def _check_params(self, params: PolicyParams, batch: int) -> None:
+        if not isinstance(params, PolicyParams):
+            raise TypeError(f"params must be PolicyParams, but got {type(params).__name__}.")
+        s, _, j = self._op.shape
+        check_per_sample(params.choice.transpose(0, 1), batch, "params.choice", (s,))
+        for name in ("op", "apply", "magnitude", "sign"):
+            check_per_sample(getattr(params, name).permute(2, 0, 1), batch, f"params.{name}", (s, j))
+        check_per_sample(params.position.permute(2, 0, 1, 3), batch, "params.position", (s, j, 2))
+
+    def forward(self, x: Tensor, params: PolicyParams | None = None) -> Tensor:
+        """Augment ``x``, drawing fresh parameters unless ``params`` are given."""
+        check_images(x)
+        b = x.shape[0]
+        if params is None:
+            params = self.sample(b, device=x.device)
+        self._check_params(params, b)
+        params = params.to(x.device)
+        out = x.clone()
+        for si, slots in enumerate(self._slot_ops):
+            for ji, op_ids in enumerate(slots):
+                op, active = params.op[si, ji], params.apply[si, ji]  # (B,)
+                for op_id in op_ids:
+                    idx = ((op == op_id) & active).nonzero().squeeze(1)  # (n,)
+                    if idx.numel() == 0:
+                        continue
+                    y = OPS[self.op_names[op_id]].apply(
+                        out.index_select(0, idx),
+                        params.magnitude[si, ji, idx],
+                        params.sign[si, ji, idx],
+                        params.position[si, ji, idx],
+                    )
+                    out = out.index_copy(0, idx, y)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"policy={self.policy.name!r}, stages={len(self.policy.stages)}, ops={list(self.op_names)}"
+
+
+class PolicyTransform:
+    """Per-image transform applying a policy, for ``torchvision`` / ``DataLoader`` pipelines.
+
+    Same semantics as :class:`PolicyAugment` (it runs one on a batch of one). Inside a
+    ``DataLoader`` worker, the generator is re-seeded once per worker from ``seed`` and the
+    worker's seed, so workers do not repeat each other.
+
+    Args:
+        policy: the :class:`Policy` to apply.
+        seed: seeds the transform's generator.
+
+    Example:
+        >>> t = PolicyTransform(Policy.identity(), seed=0)
+        >>> t(torch.zeros(3, 32, 32, dtype=torch.uint8)).dtype
+        torch.uint8
+
+    Shape:
+        - img: :math:`(C, H, W)`, ``uint8`` in ``[0, 255]`` or float in ``[0, 1]``.
+        - output: same shape and dtype.
+    """
+
+    def __init__(self, policy: Policy, seed: int | None = None) -> None:
+        self.augment = PolicyAugment(policy, seed=seed)
+        self.seed = seed
+        self._worker_seed: int | None = None
+
+    def _maybe_reseed_for_worker(self) -> None:
+        info = torch.utils.data.get_worker_info()
+        if info is not None and self._worker_seed != info.seed:
+            self._worker_seed = info.seed
+            base = 0 if self.seed is None else self.seed
+            self.augment.generator.manual_seed((base * 1_000_003 + info.seed) % (2**63))
+
+    def __call__(self, img: Tensor) -> Tensor:
+        """Augment one image."""
+        if not isinstance(img, Tensor) or img.ndim != 3:
+            shape = tuple(img.shape) if isinstance(img, Tensor) else type(img).__name__
+            raise ValueError(f"img must be a (C, H, W) tensor, but got {shape}.")
+        if img.dtype != torch.uint8 and not img.is_floating_point():
+            raise ValueError(f"img must be uint8 or floating point, but got dtype {img.dtype}.")
+        self._maybe_reseed_for_worker()
+        x = img.float().div(255.0) if img.dtype == torch.uint8 else img
+        y = self.augment(x.unsqueeze(0)).squeeze(0)
+        if img.dtype == torch.uint8:
+            return y.mul(255.0).round().clamp(0, 255).to(torch.uint8)
+        return y
+
+    def __repr__(self) -> str:
+        return f"PolicyTransform(policy={self.augment.policy.name!r}, seed={self.seed})"
