@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from autodata.augment.apply import PolicyAugment, PolicyParams, PolicyTransform
+from autodata.augment.differentiable import DifferentiableParams, DifferentiablePolicy, all_pairs
 from autodata.augment.ops import AUTOAUGMENT_OPS, OPS, RANDAUGMENT_OPS, OpSpec, get_op
 from autodata.augment.policy import MAGNITUDE_SAMPLINGS, OpConfig, Policy, Stage, SubPolicy
 from autodata.augment.policy_io import (
@@ -16,6 +17,8 @@ from autodata.augment.relax import gumbel_noise, gumbel_softmax, logistic_noise,
 
 __all__ = [
     "AUTOAUGMENT_OPS",
+    "DifferentiableParams",
+    "DifferentiablePolicy",
     "MAGNITUDE_SAMPLINGS",
     "OPS",
     "RANDAUGMENT_OPS",
@@ -27,6 +30,7 @@ __all__ = [
     "PolicyTransform",
     "Stage",
     "SubPolicy",
+    "all_pairs",
     "get_op",
     "gumbel_noise",
     "gumbel_softmax",

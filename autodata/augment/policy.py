@@ -179,6 +179,12 @@ class Policy:
         """The null policy: every sample unchanged."""
         return cls.single_stage("identity", [SubPolicy((OpConfig("Identity", 1.0, 0.0),))])
 
+    def then(self, other: Policy, name: str | None = None) -> Policy:
+        """This policy's stages followed by ``other``'s, e.g. crop-flip then AutoAugment."""
+        if not isinstance(other, Policy):
+            raise TypeError(f"other must be a Policy, but got {type(other).__name__}.")
+        return Policy(f"{self.name}+{other.name}" if name is None else name, self.stages + other.stages)
+
     @property
     def op_names(self) -> tuple[str, ...]:
         """Every distinct op name used, in first-use order."""

@@ -130,9 +130,26 @@ def policy_from_dict(data: object, source: str = "policy") -> Policy:
     )
 
 
+def _join(items: list[str], indent: str) -> list[str]:
+    return [f"{indent}{item}{',' if i < len(items) - 1 else ''}" for i, item in enumerate(items)]
+
+
 def policy_to_json(policy: Policy) -> str:
-    """The JSON text of ``policy`` (indented, newline-terminated)."""
-    return json.dumps(policy_to_dict(policy), indent=2) + "\n"
+    """The JSON text of ``policy``: one line per sub-policy, newline-terminated."""
+    data = policy_to_dict(policy)
+    stages = data.pop("stages")
+    lines = ["{", *(f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in data.items()), '  "stages": [']
+    blocks = []
+    for stage in stages:
+        subs = [f'{{"ops": [{", ".join(json.dumps(op) for op in sub["ops"])}]}}' for sub in stage["sub_policies"]]
+        blocks.append(
+            "\n".join(
+                ["{", f'      "weights": {json.dumps(stage["weights"])},', '      "sub_policies": [',
+                 *_join(subs, "        "), "      ]", "    }"]
+            )
+        )
+    lines += [*_join(blocks, "    "), "  ]", "}"]
+    return "\n".join(lines) + "\n"
 
 
 def policy_from_json(text: str, source: str = "policy") -> Policy:
