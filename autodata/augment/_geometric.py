@@ -81,13 +81,18 @@ def _shift(x: Tensor, dx: Tensor, dy: Tensor) -> Tensor:
 def crop_pad(x: Tensor, value: Tensor, position: Tensor) -> Tensor:
     """Zero-pad by ``value * size`` pixels and crop back at ``position`` (B, 2) in [0, 1].
 
-    Equivalent to torchvision's ``RandomCrop(size, padding=p)``: the crop offset is the
-    integer shift ``round((2 * position - 1) * p)``.
+    Equivalent to torchvision's ``RandomCrop(size, padding=p)``: the content moves by the
+    integer shift ``round((2 * position - 1) * p)``, gathered exactly (no interpolation).
     """
-    h, w = x.shape[-2:]
-    dx = torch.round((2 * position[:, 0] - 1) * value * w)
-    dy = torch.round((2 * position[:, 1] - 1) * value * h)
-    return _shift(x, dx, dy)
+    b, c, h, w = x.shape
+    dx = torch.round((2 * position[:, 0] - 1) * value * w).long()  # (B,)
+    dy = torch.round((2 * position[:, 1] - 1) * value * h).long()
+    ys = torch.arange(h, device=x.device).view(1, h) - dy.view(b, 1)  # (B, H) source rows
+    xs = torch.arange(w, device=x.device).view(1, w) - dx.view(b, 1)  # (B, W) source columns
+    valid = ((ys >= 0) & (ys < h)).view(b, h, 1) & ((xs >= 0) & (xs < w)).view(b, 1, w)  # (B, H, W)
+    index = ys.clamp(0, h - 1).view(b, h, 1) * w + xs.clamp(0, w - 1).view(b, 1, w)  # (B, H, W)
+    out = x.flatten(2).gather(2, index.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+    return out * valid.unsqueeze(1).to(x.dtype)
 
 
 def crop_pad_surrogate(x: Tensor, value: Tensor, position: Tensor) -> Tensor:

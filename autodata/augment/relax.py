@@ -7,7 +7,7 @@ Gumbel-softmax"): with logistic noise ``L`` a gate is
 ``sigmoid((logit + L) / temperature)``, and with Gumbel noise ``G`` a choice is
 ``softmax((logits + G) / temperature)``. ``hard=True`` gives the straight-through variant:
 the forward value is the one-hot (or 0/1) argmax and the gradient is the soft one's,
-``hard + soft - soft.detach()``.
+``hard + (soft - soft.detach())``.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def relaxed_bernoulli(logits: Tensor, noise: Tensor, temperature: float, hard: b
     soft = torch.sigmoid((logits + noise) / temperature)
     if not hard:
         return soft
-    return (soft > 0.5).to(soft.dtype) + soft - soft.detach()
+    return (soft > 0.5).to(soft.dtype) + (soft - soft.detach())
 
 
 def gumbel_softmax(logits: Tensor, noise: Tensor, temperature: float, hard: bool = True) -> Tensor:
@@ -89,4 +89,4 @@ def gumbel_softmax(logits: Tensor, noise: Tensor, temperature: float, hard: bool
     if not hard:
         return soft
     one_hot = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
-    return one_hot + soft - soft.detach()
+    return one_hot + (soft - soft.detach())
