@@ -49,6 +49,17 @@ class PolicyParams:
         """A copy with every tensor on ``device``."""
         return PolicyParams(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
+    def subset(self, index: Tensor | slice) -> PolicyParams:
+        """The parameters of the samples selected by ``index`` (along B)."""
+        return PolicyParams(
+            choice=self.choice[:, index],
+            op=self.op[:, :, index],
+            apply=self.apply[:, :, index],
+            magnitude=self.magnitude[:, :, index],
+            sign=self.sign[:, :, index],
+            position=self.position[:, :, index],
+        )
+
 
 def _new_generator(seed: int | None) -> torch.Generator:
     g = torch.Generator()

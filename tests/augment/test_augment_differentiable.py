@@ -1,0 +1,120 @@
+"""DifferentiablePolicy: the DADA search space."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autodata.augment import (
+    AUTOAUGMENT_OPS,
+    DifferentiableParams,
+    DifferentiablePolicy,
+    Policy,
+    PolicyAugment,
+    all_pairs,
+    policy_from_json,
+    policy_to_json,
+)
+from autodata.augment.testing import check_parameter_gradients, check_replay
+
+SMALL_OPS = ("Rotate", "Color", "Posterize", "Cutout", "Invert")  # exact, straight-through and magnitude-free
+
+
+def _images(b: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(b, 3, 12, 12, generator=torch.Generator().manual_seed(seed))
+
+
+def test_default_search_space_is_all_ordered_pairs_of_15_ops() -> None:
+    policy = DifferentiablePolicy()
+    assert policy.num_sub_policies == 15 * 14 == len(all_pairs(AUTOAUGMENT_OPS))
+    assert policy.probability_logits.shape == (210, 2)
+    magnitude_free = sum(name in {"AutoContrast", "Invert", "Equalize"} for sub in policy.sub_policies for name in sub)
+    assert policy.magnitude_logits.shape == (420 - magnitude_free,)
+
+
+def test_every_parameter_gets_a_gradient_with_hard_choices() -> None:
+    policy = DifferentiablePolicy(ops=SMALL_OPS, seed=0)  # 20 sub-policies
+    x = _images(320)
+    check_parameter_gradients(policy, x, policy.sample(320, torch.Generator().manual_seed(0)))
+
+
+def test_every_parameter_gets_a_gradient_with_soft_choices() -> None:
+    policy = DifferentiablePolicy([("Rotate", "Posterize"), ("Invert", "Cutout"), ("Solarize", "Color")], hard=False)
+    x = _images(4)
+    check_parameter_gradients(policy, x, policy.sample(4, torch.Generator().manual_seed(0)))
+
+
+def test_full_search_space_gradients_on_a_large_batch() -> None:
+    policy = DifferentiablePolicy(seed=0)
+    x = torch.rand(2048, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    params = policy.sample(2048, torch.Generator().manual_seed(0))
+    policy(x, params).mul(torch.randn(2048, 3, 8, 8, generator=torch.Generator().manual_seed(1))).sum().backward()
+    for name, parameter in policy.named_parameters():
+        assert torch.isfinite(parameter.grad).all(), name
+    assert (policy.weight_logits.grad != 0).all()
+
+
+def test_replay_and_repeated_calls_for_finite_differences() -> None:
+    policy = DifferentiablePolicy(ops=SMALL_OPS)
+    check_replay(policy, _images(16))
+
+
+def test_magnitude_gradient_matches_finite_differences() -> None:
+    policy = DifferentiablePolicy([("Rotate", "Color"), ("Brightness", "ShearX")]).double()
+    x = _images(6).double()
+    params = policy.sample(6, torch.Generator().manual_seed(0))
+    weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    loss = lambda: (policy(x, params) * weights).sum()  # noqa: E731
+    loss().backward()
+    grad = policy.magnitude_logits.grad.clone()
+    numeric = torch.zeros_like(grad)
+    eps = 1e-6
+    with torch.no_grad():
+        for i in range(grad.numel()):
+            policy.magnitude_logits[i] += eps
+            up = loss()
+            policy.magnitude_logits[i] -= 2 * eps
+            down = loss()
+            policy.magnitude_logits[i] += eps
+            numeric[i] = (up - down) / (2 * eps)
+    assert torch.allclose(grad, numeric, rtol=1e-4, atol=1e-6)
+
+
+def test_to_policy_and_back() -> None:
+    policy = DifferentiablePolicy(ops=SMALL_OPS)
+    with torch.no_grad():
+        policy.weight_logits.normal_(generator=torch.Generator().manual_seed(0))
+        policy.probability_logits.normal_(generator=torch.Generator().manual_seed(1))
+        policy.magnitude_logits.normal_(generator=torch.Generator().manual_seed(2))
+    exported = policy.to_policy("learned")
+    assert policy_from_json(policy_to_json(exported)) == exported
+    assert len(exported.stages[0].sub_policies) == 20
+    again = DifferentiablePolicy.from_policy(exported)
+    assert torch.allclose(again.weights(), policy.weights(), atol=1e-6)
+    assert torch.allclose(again.probabilities(), policy.probabilities(), atol=1e-6)
+    assert torch.allclose(again.magnitudes(), policy.magnitudes(), atol=1e-6)
+    PolicyAugment(exported)(_images(8))  # the exported policy applies as a fixed one
+
+
+def test_from_policy_rejects_what_it_cannot_learn() -> None:
+    with pytest.raises(ValueError, match="magnitude_sampling must be 'fixed'"):
+        DifferentiablePolicy.from_policy(
+            policy_from_json(policy_to_json(Policy.identity()).replace('"fixed"', '"uniform"'))
+        )
+    two = Policy.identity().then(Policy.identity())
+    with pytest.raises(ValueError, match="exactly one stage"):
+        DifferentiablePolicy.from_policy(two)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        DifferentiablePolicy([("Rotate", "Color"), ("Rotate",)])
+    with pytest.raises(ValueError, match="op must be one of"):
+        DifferentiablePolicy([("Rotate", "Spin")])
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        DifferentiablePolicy(ops=SMALL_OPS, temperature=0)
+    policy = DifferentiablePolicy(ops=SMALL_OPS)
+    with pytest.raises(ValueError, match="params.gumbel must have shape"):
+        policy(_images(4), policy.sample(3))
+    with pytest.raises(TypeError, match="params must be DifferentiableParams"):
+        policy(_images(4), object())  # type: ignore[arg-type]
+    assert isinstance(policy.sample(2), DifferentiableParams)
