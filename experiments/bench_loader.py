@@ -6,6 +6,11 @@ nothing is trained. The DataLoader uses worker processes that apply torchvision 
 transforms image by image (persistent workers, so process start-up is not counted
 after the warm-up epoch).
 
+On a CPU shared with other jobs, torch's OpenMP thread pool in the main process can
+stall badly on its barriers (we saw 2,000 images/s instead of 100,000 with 2 threads
+while another process kept both cores busy), so ``--threads`` defaults to 1: the
+DeviceLoader then uses one core, the DataLoader its worker processes (one thread each).
+
 Usage:
     AUTODATA_DATA=/path/to/data python experiments/bench_loader.py --n 10000 --repeats 3
 """
@@ -39,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per pipeline (best is kept)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in the main process")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
     t0 = time.perf_counter()

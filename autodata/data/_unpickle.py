@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ def _scalar() -> Any:
 
 # (module, name) -> zero-argument resolver; resolved lazily so that nothing is imported
 # on behalf of an untrusted file.
-_ALLOWED = {
+_ALLOWED: MappingProxyType[tuple[str, str], Any] = MappingProxyType({
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy.core.multiarray", "scalar"): _scalar,
@@ -48,7 +49,7 @@ _ALLOWED = {
     ("_codecs", "encode"): lambda: __import__("codecs").encode,  # bytes under protocol 2
     ("builtins", "bytearray"): lambda: bytearray,
     ("__builtin__", "bytearray"): lambda: bytearray,
-}
+})
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
