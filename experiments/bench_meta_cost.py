@@ -1,0 +1,218 @@
+"""Cost of a meta step against a plain step, side by side in one process.
+
+Every mode trains the same model on the same batches; modes are interleaved round by round so
+that the shared machine's noise hits them alike, and the report gives ratios to the plain step
+of the same rounds. Modes:
+
+* ``plain``: forward, backward, optimizer step (the user's loop without autodata);
+* ``original``: the approach of the original Meta-Weight-Net code, as a reference: a copy of the
+  model each step, autograd with ``create_graph``, a plain-SGD look-ahead on the copy, a
+  validation forward, then a separate real forward and backward;
+* ``exact``, ``fd``, ``last``: :class:`autodata.MetaLearner` with that hypergradient method;
+* ``exact/k``, ``last/k``: the same with a meta update every k steps.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per mode; on the CPU, each mode runs
+in a fresh subprocess: after one warm-up step and ``malloc_trim``, the kernel's peak-RSS mark is
+reset (``/proc/self/clear_refs``) and the peak resident memory of three steps above the level
+at the reset is reported (Linux only; coarse, but the same yardstick for every mode).
+
+Usage:
+    python experiments/bench_meta_cost.py --batch-size 128 --steps 10 --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import ctypes
+import gc
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from autodata import MetaLearner, MetaWeightNet
+from autodata.models import small_cnn
+
+
+def _setup(args):
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model = small_cnn(in_channels=1, num_classes=10).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch_size, 1, 28, 28, generator=g).to(device)
+    y = torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
+    xm = torch.randn(args.meta_batch_size, 1, 28, 28, generator=g).to(device)
+    ym = torch.randint(0, 10, (args.meta_batch_size,), generator=g).to(device)
+    return model, optimizer, (x, y, xm, ym)
+
+
+def _plain(model, optimizer, batch):
+    x, y, _, _ = batch
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _original(model, optimizer, batch):
+    """The original MW-Net code's meta step: model copy, create_graph, plain-SGD look-ahead."""
+    x, y, xm, ym = batch
+    vnet = MetaWeightNet().to(x.device)
+    vnet_opt = torch.optim.Adam(vnet.parameters(), 1e-3, weight_decay=1e-4)
+
+    def step():
+        meta_model = copy.deepcopy(model)  # the original rebuilds a MetaModule and loads the state
+        params = dict(meta_model.named_parameters())
+        cost = F.cross_entropy(meta_model(x), y, reduction="none")
+        weights = vnet(cost.detach(), y)
+        loss = (cost * weights).sum() / len(cost)
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+        lr = optimizer.param_groups[0]["lr"]
+        new = {n: p - lr * g for (n, p), g in zip(params.items(), grads)}
+        meta_loss = F.cross_entropy(functional_call(meta_model, new, (xm,)), ym)
+        vnet_opt.zero_grad()
+        meta_loss.backward()
+        vnet_opt.step()
+        cost = F.cross_entropy(model(x), y, reduction="none")
+        with torch.no_grad():
+            weights = vnet(cost, y)
+        real = (cost * weights).sum() / len(cost)
+        optimizer.zero_grad()
+        real.backward()
+        optimizer.step()
+
+    return step
+
+
+def _autodata(method: str, every: int):
+    def build(model, optimizer, batch):
+        x, y, xm, ym = batch
+        learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet().to(x.device), method=method, every=every)
+
+        def step():
+            loss = learner.step(x, y, xm, ym)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    return build
+
+
+def modes(k: int) -> dict:
+    return {
+        "plain": _plain,
+        "original": _original,
+        "exact": _autodata("exact", 1),
+        "fd": _autodata("fd", 1),
+        "last": _autodata("last", 1),
+        f"exact/{k}": _autodata("exact", k),
+        f"last/{k}": _autodata("last", k),
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_modes(args) -> dict[str, list[float]]:
+    table = modes(args.every)
+    runs = {}
+    for name, build in table.items():
+        model, optimizer, batch = _setup(args)
+        runs[name] = build(model, optimizer, batch)
+        for _ in range(args.every):  # warm-up, a whole every-k period
+            runs[name]()
+    device = torch.device(args.device)
+    per_step = {name: [] for name in table}
+    for _ in range(args.rounds):
+        for name, step in runs.items():
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            _sync(device)
+            per_step[name].append((time.perf_counter() - start) / args.steps)
+    return per_step
+
+
+def peak_memory(args, name: str) -> float:
+    """Peak memory in MiB of a few steps of one mode, above the level after setup."""
+    device = torch.device(args.device)
+    model, optimizer, batch = _setup(args)
+    step = modes(args.every)[name](model, optimizer, batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(3):
+            step()
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    step()
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed memory back, so RSS is what is live
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (VmHWM)
+    base = _status_kib("VmRSS")
+    for _ in range(3):
+        step()
+    return (_status_kib("VmHWM") - base) / 1024
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--meta-batch-size", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=10, help="steps per mode per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--every", type=int, default=10, help="k of the every-k modes")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # subprocess mode
+    args = parser.parse_args()
+
+    if args.memory_of:
+        print(json.dumps(peak_memory(args, args.memory_of)))
+        return
+
+    per_step = time_modes(args)
+    plain = [t for t in per_step["plain"]]
+    mem = {}
+    for name in per_step:
+        if torch.device(args.device).type == "cuda":
+            mem[name] = peak_memory(args, name)
+        else:
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--memory-of", name]
+            mem[name] = float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    print(f"small CNN, batch {args.batch_size}, meta batch {args.meta_batch_size}, {args.device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.rounds} rounds x {args.steps} steps")
+    print(f"{'mode':<10} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}")
+    for name, times in per_step.items():
+        ratios = [t / p for t, p in zip(times, plain)]
+        print(
+            f"{name:<10} {1000 * statistics.median(times):9.1f} {statistics.median(ratios):8.2f} "
+            f"{mem[name]:9.1f} {mem[name] / max(mem['plain'], 1e-9):8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
