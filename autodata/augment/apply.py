@@ -4,7 +4,7 @@
 per-sample choice (sub-policy per stage, gate, magnitude, sign, position) from an explicit
 generator into a :class:`PolicyParams`, and :meth:`PolicyAugment.forward` replays them.
 Samples are grouped by op: each op runs once per stage and slot on the subset of samples
-that apply it, with no per-sample Python loop. :class:`PolicyTransform` wraps it for
+that apply it (all affine ops of a slot share one warp), with no per-sample Python loop. :class:`PolicyTransform` wraps it for
 per-image ``torchvision`` / ``DataLoader`` pipelines with the same semantics.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from autodata.augment._checks import check_generator, check_images, check_per_sample
-from autodata.augment.ops import OPS
+from autodata.augment._grouped import apply_grouped
 from autodata.augment.policy import Policy
 
 
@@ -180,21 +180,20 @@ class PolicyAugment(nn.Module):
             params = self.sample(b, device=x.device)
         self._check_params(params, b)
         params = params.to(x.device)
-        out = x.clone()
+        out = x.clone()  # one copy; every slot then updates it in place
         for si, slots in enumerate(self._slot_ops):
             for ji, op_ids in enumerate(slots):
-                op, active = params.op[si, ji], params.apply[si, ji]  # (B,)
-                for op_id in op_ids:
-                    idx = ((op == op_id) & active).nonzero().squeeze(1)  # (n,)
-                    if idx.numel() == 0:
-                        continue
-                    y = OPS[self.op_names[op_id]].apply(
-                        out.index_select(0, idx),
-                        params.magnitude[si, ji, idx],
-                        params.sign[si, ji, idx],
-                        params.position[si, ji, idx],
-                    )
-                    out = out.index_copy(0, idx, y)
+                out = apply_grouped(
+                    out,
+                    params.op[si, ji],
+                    self.op_names,
+                    op_ids,
+                    params.magnitude[si, ji],
+                    params.sign[si, ji],
+                    params.position[si, ji],
+                    params.apply[si, ji],
+                    out=out,
+                )
         return out
 
     def extra_repr(self) -> str:

@@ -7,7 +7,8 @@ is gated by a relaxed Bernoulli with a learnable probability (eq. 5),
 ``x <- x + g * (op(x, m) - x)``, with a learnable magnitude ``m = sigmoid(theta)``
 (eq. 6). The output is the chosen sub-policy's result scaled by its (straight-through)
 weight, so gradients reach every weight logit, and the gate and magnitude of every
-sub-policy that some sample picked. With ``hard=False`` every sample runs every
+sub-policy that some sample picked. Samples are grouped by op within each slot (not by
+sub-policy), so a batch costs about J * (number of ops) batched calls however large K is. With ``hard=False`` every sample runs every
 sub-policy and sums them by the soft weights (K times the compute; for tests and small K).
 
 Gradients with respect to magnitudes are exact or straight-through depending on the op
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from autodata.augment._checks import check_generator, check_images, check_per_sample
+from autodata.augment._grouped import apply_grouped
 from autodata.augment.apply import _new_generator
 from autodata.augment.ops import AUTOAUGMENT_OPS, OPS, get_op
 from autodata.augment.policy import OpConfig, Policy, SubPolicy
@@ -133,6 +135,11 @@ class DifferentiablePolicy(nn.Module):
                     slot[ki, ji] = count
                     count += 1
         self.register_buffer("_magnitude_slot", slot, persistent=False)
+        self._op_names: tuple[str, ...] = tuple(dict.fromkeys(name for sub in subs for name in sub))
+        index = {name: i for i, name in enumerate(self._op_names)}
+        table = torch.tensor([[index[name] for name in sub] for sub in subs], dtype=torch.long)  # (K, J)
+        self.register_buffer("_op_table", table, persistent=False)
+        self._slot_candidates = [sorted({index[sub[ji]] for sub in subs}) for ji in range(j)]
         self.weight_logits = nn.Parameter(torch.zeros(k))
         self.probability_logits = nn.Parameter(torch.full((k, j), _logit(probability)))
         self.magnitude_logits = nn.Parameter(torch.full((count,), _logit(magnitude)))
@@ -190,23 +197,30 @@ class DifferentiablePolicy(nn.Module):
         weight = gumbel_softmax(self.weight_logits, params.gumbel, self.temperature, self.hard)  # (B, K)
         gate = relaxed_bernoulli(self.probability_logits, params.gate_noise, self.temperature, self.hard)  # (B, K, J)
         mags = self.magnitudes().to(x.dtype)  # (K, J)
-        out = torch.zeros_like(x)
-        if self.hard:
-            choice = weight.detach().argmax(-1)  # (B,)
-            groups = [(int(ki), (choice == ki).nonzero().squeeze(1)) for ki in choice.unique()]
-        else:
-            everyone = torch.arange(b, device=x.device)
-            groups = [(ki, everyone) for ki in range(k)]
-        for ki, idx in groups:
-            xs = x.index_select(0, idx)  # (n, C, H, W)
-            for ji, name in enumerate(self.sub_policies[ki]):
-                y = OPS[name].apply(
-                    xs, mags[ki, ji].expand(idx.numel()), params.sign[idx, ki, ji], params.position[idx, ki, ji]
-                )
-                g = gate[idx, ki, ji].view(-1, 1, 1, 1)
-                xs = xs + g * (y - xs)
-            out = out.index_add(0, idx, weight[idx, ki].view(-1, 1, 1, 1) * xs)
-        return out
+        if not self.hard:  # every sample runs every sub-policy, mixed by the soft weights
+            out = torch.zeros_like(x)
+            for ki, sub in enumerate(self.sub_policies):
+                xs = x
+                for ji, name in enumerate(sub):
+                    y = OPS[name].apply(xs, mags[ki, ji].expand(b), params.sign[:, ki, ji], params.position[:, ki, ji])
+                    xs = xs + gate[:, ki, ji].view(-1, 1, 1, 1) * (y - xs)
+                out = out + weight[:, ki].view(-1, 1, 1, 1) * xs
+            return out
+        choice = weight.detach().argmax(-1)  # (B,) the one-hot's position
+        rows = torch.arange(b, device=x.device)
+        xs = x
+        for ji in range(j):
+            y = apply_grouped(
+                xs,
+                self._op_table[choice, ji],
+                self._op_names,
+                self._slot_candidates[ji],
+                mags[choice, ji],  # (B,), differentiable gather
+                params.sign[rows, choice, ji],
+                params.position[rows, choice, ji],
+            )
+            xs = xs + gate[rows, choice, ji].view(-1, 1, 1, 1) * (y - xs)  # (B, C, H, W)
+        return weight[rows, choice].view(-1, 1, 1, 1) * xs
 
     def to_policy(self, name: str = "dada", description: str = "") -> Policy:
         """Export the learned probabilities, magnitudes and weights as a fixed :class:`Policy`."""

@@ -37,9 +37,18 @@ import torch
 from torch import Tensor
 
 from autodata.augment import _color, _geometric
+from autodata.augment._geometric import (
+    affine_kernel as _affine,
+    rotate_matrix,
+    shear_x_matrix,
+    shear_y_matrix,
+    translate_x_matrix,
+    translate_y_matrix,
+)
 from autodata.augment._checks import check_images, check_per_sample, check_unit_interval
 
 Kernel = Callable[[Tensor, Tensor, Tensor], Tensor]
+Matrix = Callable[[Tensor, int, int], Tensor]
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class OpSpec:
         surrogate: smooth stand-in whose gradient the straight-through estimator uses.
         detached_input: whether the kernel blocks gradients to ``x`` (identity
             straight-through is then used for ``x``).
+        matrix: for affine ops, ``matrix(value, H, W)`` giving the (B, 2, 3) pixel matrix
+            that the kernel warps with.
 
     Example:
         >>> x = torch.rand(4, 3, 32, 32)
@@ -82,6 +93,7 @@ class OpSpec:
     uses_position: bool = False
     surrogate: Kernel | None = None
     detached_input: bool = False
+    matrix: Matrix | None = None
 
     def value(self, magnitude: Tensor, sign: Tensor | None = None) -> Tensor:
         """Map normalised magnitudes (B,) to the op's own argument (B,)."""
@@ -132,11 +144,11 @@ _TRANSLATE = 150.0 / 331.0  # fraction of the image size, AutoAugment's 150 px a
 
 OPS: dict[str, OpSpec] = _table(
     OpSpec("Identity", _color.identity, 0.0, 0.0, False, False, uses_magnitude=False),
-    OpSpec("ShearX", _geometric.shear_x, 0.0, 0.3, True, True),
-    OpSpec("ShearY", _geometric.shear_y, 0.0, 0.3, True, True),
-    OpSpec("TranslateX", _geometric.translate_x, 0.0, _TRANSLATE, True, True),
-    OpSpec("TranslateY", _geometric.translate_y, 0.0, _TRANSLATE, True, True),
-    OpSpec("Rotate", _geometric.rotate, 0.0, 30.0, True, True),
+    OpSpec("ShearX", _affine(shear_x_matrix), 0.0, 0.3, True, True, matrix=shear_x_matrix),
+    OpSpec("ShearY", _affine(shear_y_matrix), 0.0, 0.3, True, True, matrix=shear_y_matrix),
+    OpSpec("TranslateX", _affine(translate_x_matrix), 0.0, _TRANSLATE, True, True, matrix=translate_x_matrix),
+    OpSpec("TranslateY", _affine(translate_y_matrix), 0.0, _TRANSLATE, True, True, matrix=translate_y_matrix),
+    OpSpec("Rotate", _affine(rotate_matrix), 0.0, 30.0, True, True, matrix=rotate_matrix),
     OpSpec("AutoContrast", _color.autocontrast, 0.0, 0.0, False, False, uses_magnitude=False),
     OpSpec("Invert", _color.invert, 0.0, 0.0, False, False, uses_magnitude=False),
     OpSpec("Equalize", _color.equalize, 0.0, 0.0, False, False, uses_magnitude=False, detached_input=True),
