@@ -13,7 +13,7 @@ augmented images; autodata's side includes the uint8 -> float conversion, torchv
 stays in uint8.
 
 Usage:
-    python experiments/bench_augment_speed.py --n 20000 --batch-size 512 --workers 2 --threads 1
+    python experiments/bench_augment_speed.py --n 20000 --batch-size 1024 --workers 2 --threads 1
     python experiments/bench_augment_speed.py --device cuda --n 2000000 --batch-size 65536
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20_000, help="images for the batched module")
     parser.add_argument("--n-per-image", type=int, default=4_000, help="images for the per-image pipelines")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (0 skips the DataLoader row)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes, best kept")
     parser.add_argument("--device", default="cpu")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from autodata.augment._checks import check_generator, check_images, check_per_sample
+from autodata.augment._checks import check_generator, check_images
 from autodata.augment._grouped import apply_grouped
 from autodata.augment.policy import Policy
 
@@ -78,7 +78,6 @@ class PolicyAugment(nn.Module):
         seed: seeds the module's own generator, used when no generator is passed.
 
     Example:
-        >>> from autodata.augment import load_policy
         >>> aug = PolicyAugment(Policy.identity(), seed=0)
         >>> x = torch.rand(8, 3, 32, 32)
         >>> params = aug.sample(8, torch.Generator().manual_seed(1))
@@ -121,7 +120,8 @@ class PolicyAugment(nn.Module):
         self.register_buffer("_prob", prob, persistent=False)
         self.register_buffer("_mag", mag, persistent=False)
         self.register_buffer("_uniform", uniform, persistent=False)
-        self._num_sub_policies = [len(st.sub_policies) for st in policy.stages]
+        # the last sub-policy with a positive weight: float rounding of the CDF never picks past it
+        self._last_pick = [max(i for i, w in enumerate(st.weights) if w > 0) for st in policy.stages]
         self.generator = _new_generator(seed)
 
     def sample(
@@ -146,7 +146,7 @@ class PolicyAugment(nn.Module):
 
         u_choice, u_apply, u_mag, u_sign, position = draw(s, b), draw(s, j, b), draw(s, j, b), draw(s, j, b), draw(s, j, b, 2)
         cdf, table = self._cdf.to(device), lambda t: t.to(device)
-        limit = torch.tensor(self._num_sub_policies, device=device).view(s, 1) - 1
+        limit = torch.tensor(self._last_pick, device=device).view(s, 1)
         choice = torch.minimum(torch.searchsorted(cdf, u_choice, right=True), limit)  # (S, B)
         picked = choice.unsqueeze(-1).expand(s, b, j)
 
@@ -167,10 +167,13 @@ class PolicyAugment(nn.Module):
         if not isinstance(params, PolicyParams):
             raise TypeError(f"params must be PolicyParams, but got {type(params).__name__}.")
         s, _, j = self._op.shape
-        check_per_sample(params.choice.transpose(0, 1), batch, "params.choice", (s,))
-        for name in ("op", "apply", "magnitude", "sign"):
-            check_per_sample(getattr(params, name).permute(2, 0, 1), batch, f"params.{name}", (s, j))
-        check_per_sample(params.position.permute(2, 0, 1, 3), batch, "params.position", (s, j, 2))
+        expected = {"choice": (s, batch), "op": (s, j, batch), "apply": (s, j, batch), "magnitude": (s, j, batch),
+                    "sign": (s, j, batch), "position": (s, j, batch, 2)}
+        for name, shape in expected.items():
+            value = getattr(params, name)
+            if not isinstance(value, Tensor) or tuple(value.shape) != shape:
+                got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"params.{name} must have shape {shape} (S, J, B = {s}, {j}, {batch}), but got {got}.")
 
     def forward(self, x: Tensor, params: PolicyParams | None = None) -> Tensor:
         """Augment ``x``, drawing fresh parameters unless ``params`` are given."""
