@@ -14,7 +14,7 @@ stays in uint8.
 
 Usage:
     python experiments/bench_augment_speed.py --n 20000 --batch-size 1024 --workers 2 --threads 1
-    python experiments/bench_augment_speed.py --device cuda --n 2000000 --batch-size 65536
+    python experiments/bench_augment_speed.py --device cuda --n 1000000 --batch-size 65536 --workers 0
 """
 from __future__ import annotations
 

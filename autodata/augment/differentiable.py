@@ -164,6 +164,10 @@ class DifferentiablePolicy(nn.Module):
         padded = torch.cat([mags, mags.new_zeros(1)])  # index -1 reads the trailing zero
         return padded[self._magnitude_slot]
 
+    def chosen(self, params: DifferentiableParams) -> Tensor:
+        """(B,) index of the sub-policy each sample runs under ``params`` (hard mode), for logging."""
+        return (self.weight_logits.detach() + params.gumbel.to(self.weight_logits.device)).argmax(-1)
+
     def sample(
         self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
     ) -> DifferentiableParams:

@@ -5,7 +5,16 @@ on a float batch ``x`` in ``[0, 1]`` with one normalised ``magnitude`` in ``[0, 
 sample. The record maps the magnitude linearly onto the op's own range ``[low, high]``
 (the ranges of AutoAugment, Cubuk et al. 2019, as tabled in torchvision's
 ``AutoAugment._augmentation_space``), and signed ops multiply it by a per-sample ``sign``
-in ``{-1, +1}``. Magnitude ``0`` is the identity for every op with a magnitude.
+in ``{-1, +1}``. Magnitude ``0`` is the identity for every op with a magnitude:
+
+* ShearX/ShearY: shear factor ``0 .. 0.3``; TranslateX/TranslateY: ``0 .. 150/331`` of the
+  size (AutoAugment's 150 px at 331 px); Rotate: ``0 .. 30`` degrees; all signed.
+* Brightness, Color, Contrast, Sharpness: enhance factor ``1 +/- 0.9 m`` (``0.1 .. 1.9``).
+* Posterize: ``8 - 4 m`` bits (rounded; torchvision's ``8 - round(bin / (9 / 4))`` at
+  ``m = bin / 9``); Solarize: threshold ``256/255 * (1 - m)`` (within one 8-bit level of
+  torchvision's ``255 * (1 - m)``, and exactly the identity at ``m = 0``).
+* Cutout: grey square of side ``0.5 m`` of the size at a per-sample position; CropPad:
+  zero padding of ``0.25 m`` of the size and a crop at a per-sample offset.
 
 Gradients with respect to the magnitude (``differentiable`` in the record):
 

@@ -166,3 +166,15 @@ def test_stages_apply_in_order() -> None:
     x = _images(4)
     out = PolicyAugment(Policy("two", (first, second)))(x)
     assert torch.allclose(out, x, atol=1e-6)
+
+
+def test_transform_in_dataloader_workers_do_not_repeat_each_other() -> None:
+    img = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    transform = PolicyTransform(load_policy(POLICIES / "randaugment.json"), seed=0)
+    data = [transform] * 4  # item i is transform(img), served by worker i % 2
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=None, num_workers=2, collate_fn=lambda t: t(img),
+        multiprocessing_context="fork", generator=torch.Generator().manual_seed(0),
+    )
+    first_of_worker_0, first_of_worker_1, *_ = list(loader)
+    assert not torch.equal(first_of_worker_0, first_of_worker_1)

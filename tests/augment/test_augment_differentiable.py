@@ -130,3 +130,11 @@ def test_bad_arguments() -> None:
     with pytest.raises(TypeError, match="params must be DifferentiableParams"):
         policy(_images(4), object())  # type: ignore[arg-type]
     assert isinstance(policy.sample(2), DifferentiableParams)
+
+
+def test_chosen_matches_the_hard_forward() -> None:
+    policy = DifferentiablePolicy([("Invert", "Identity"), ("Identity", "Identity")], probability=1.0)
+    x = _images(32)
+    params = policy.sample(32, torch.Generator().manual_seed(0))
+    inverted = (policy(x, params) - (1 - x)).abs().flatten(1).amax(1) < 1e-3
+    assert torch.equal(inverted, policy.chosen(params) == 0)
