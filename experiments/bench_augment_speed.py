@@ -76,7 +76,9 @@ def _per_image(transform: Callable[[torch.Tensor], torch.Tensor], images: torch.
     return run
 
 
-def _loader(transform: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, workers: int) -> Callable[[], None]:
+def _loader(
+    transform: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, workers: int
+) -> Callable[[], None]:
     loader = DataLoader(_Images(images, transform), batch_size=256, num_workers=workers, persistent_workers=True)
 
     def run() -> None:

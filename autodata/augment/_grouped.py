@@ -67,8 +67,9 @@ def apply_grouped(
         out.index_copy_(0, idx, y)  # in place is safe: index_select saves no values
     if affine:
         idx = torch.cat([i for i, _ in affine])  # (n,) distinct samples
-        matrices = torch.cat(
-            [OPS[name].matrix(OPS[name].value(magnitude[i].to(x.dtype), sign[i].to(x.dtype)), h, w) for i, name in affine]
-        )  # (n, 2, 3)
-        out.index_copy_(0, idx, warp(x.index_select(0, idx), matrices))
+        matrices = []
+        for i, name in affine:
+            spec = OPS[name]
+            matrices.append(spec.matrix(spec.value(magnitude[i].to(x.dtype), sign[i].to(x.dtype)), h, w))
+        out.index_copy_(0, idx, warp(x.index_select(0, idx), torch.cat(matrices)))  # one warp, (n, 2, 3) matrices
     return out

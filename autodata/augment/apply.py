@@ -4,8 +4,9 @@
 per-sample choice (sub-policy per stage, gate, magnitude, sign, position) from an explicit
 generator into a :class:`PolicyParams`, and :meth:`PolicyAugment.forward` replays them.
 Samples are grouped by op: each op runs once per stage and slot on the subset of samples
-that apply it (all affine ops of a slot share one warp), with no per-sample Python loop. :class:`PolicyTransform` wraps it for
-per-image ``torchvision`` / ``DataLoader`` pipelines with the same semantics.
+that apply it (all affine ops of a slot share one warp), with no per-sample Python loop.
+:class:`PolicyTransform` wraps it for per-image ``torchvision`` / ``DataLoader`` pipelines
+with the same semantics.
 """
 from __future__ import annotations
 
@@ -144,7 +145,8 @@ class PolicyAugment(nn.Module):
         def draw(*shape: int) -> Tensor:
             return torch.rand(shape, generator=g, device=g.device).to(device)
 
-        u_choice, u_apply, u_mag, u_sign, position = draw(s, b), draw(s, j, b), draw(s, j, b), draw(s, j, b), draw(s, j, b, 2)
+        u_choice, position = draw(s, b), draw(s, j, b, 2)
+        u_apply, u_mag, u_sign = draw(s, j, b), draw(s, j, b), draw(s, j, b)
         cdf, table = self._cdf.to(device), lambda t: t.to(device)
         limit = torch.tensor(self._last_pick, device=device).view(s, 1)
         choice = torch.minimum(torch.searchsorted(cdf, u_choice, right=True), limit)  # (S, B)

@@ -8,8 +8,9 @@ is gated by a relaxed Bernoulli with a learnable probability (eq. 5),
 (eq. 6). The output is the chosen sub-policy's result scaled by its (straight-through)
 weight, so gradients reach every weight logit, and the gate and magnitude of every
 sub-policy that some sample picked. Samples are grouped by op within each slot (not by
-sub-policy), so a batch costs about J * (number of ops) batched calls however large K is. With ``hard=False`` every sample runs every
-sub-policy and sums them by the soft weights (K times the compute; for tests and small K).
+sub-policy), so a batch costs about J * (number of ops) batched calls however large K is.
+With ``hard=False`` every sample runs every sub-policy and sums them by the soft weights
+(K times the compute; for tests and small K).
 
 Gradients with respect to magnitudes are exact or straight-through depending on the op
 (see :mod:`autodata.augment.ops`). Ops without a magnitude (AutoContrast, Equalize,

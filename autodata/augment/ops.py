@@ -39,22 +39,22 @@ quantise, pass it with the identity straight-through estimator ``d out / d x = 1
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
 
 from autodata.augment import _color, _geometric
+from autodata.augment._checks import check_images, check_per_sample, check_unit_interval
 from autodata.augment._geometric import (
-    affine_kernel as _affine,
+    affine_kernel,
     rotate_matrix,
     shear_x_matrix,
     shear_y_matrix,
     translate_x_matrix,
     translate_y_matrix,
 )
-from autodata.augment._checks import check_images, check_per_sample, check_unit_interval
 
 Kernel = Callable[[Tensor, Tensor, Tensor], Tensor]
 Matrix = Callable[[Tensor, int, int], Tensor]
@@ -114,6 +114,7 @@ class OpSpec:
     def apply(self, x: Tensor, magnitude: Tensor, sign: Tensor, position: Tensor) -> Tensor:
         """Apply the op without argument checks (the batched modules' inner loop)."""
         v = self.value(magnitude.to(x.dtype), sign.to(x.dtype))  # (B,)
+        position = position.to(x.dtype)  # (B, 2)
         out = self.kernel(x, v, position)
         if self.detached_input and x.requires_grad:
             out = out.detach() + (x - x.detach())
@@ -153,11 +154,11 @@ _TRANSLATE = 150.0 / 331.0  # fraction of the image size, AutoAugment's 150 px a
 
 OPS: dict[str, OpSpec] = _table(
     OpSpec("Identity", _color.identity, 0.0, 0.0, False, False, uses_magnitude=False),
-    OpSpec("ShearX", _affine(shear_x_matrix), 0.0, 0.3, True, True, matrix=shear_x_matrix),
-    OpSpec("ShearY", _affine(shear_y_matrix), 0.0, 0.3, True, True, matrix=shear_y_matrix),
-    OpSpec("TranslateX", _affine(translate_x_matrix), 0.0, _TRANSLATE, True, True, matrix=translate_x_matrix),
-    OpSpec("TranslateY", _affine(translate_y_matrix), 0.0, _TRANSLATE, True, True, matrix=translate_y_matrix),
-    OpSpec("Rotate", _affine(rotate_matrix), 0.0, 30.0, True, True, matrix=rotate_matrix),
+    OpSpec("ShearX", affine_kernel(shear_x_matrix), 0.0, 0.3, True, True, matrix=shear_x_matrix),
+    OpSpec("ShearY", affine_kernel(shear_y_matrix), 0.0, 0.3, True, True, matrix=shear_y_matrix),
+    OpSpec("TranslateX", affine_kernel(translate_x_matrix), 0.0, _TRANSLATE, True, True, matrix=translate_x_matrix),
+    OpSpec("TranslateY", affine_kernel(translate_y_matrix), 0.0, _TRANSLATE, True, True, matrix=translate_y_matrix),
+    OpSpec("Rotate", affine_kernel(rotate_matrix), 0.0, 30.0, True, True, matrix=rotate_matrix),
     OpSpec("AutoContrast", _color.autocontrast, 0.0, 0.0, False, False, uses_magnitude=False),
     OpSpec("Invert", _color.invert, 0.0, 0.0, False, False, uses_magnitude=False),
     OpSpec("Equalize", _color.equalize, 0.0, 0.0, False, False, uses_magnitude=False, detached_input=True),

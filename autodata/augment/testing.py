@@ -44,7 +44,8 @@ def check_op_output(spec: OpSpec, seed: int = 0) -> None:
             for magnitude in (m, torch.zeros_like(m), torch.ones_like(m)):
                 out = spec(x, magnitude, s, p)
                 if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
-                    raise _fail(spec, f"output {tuple(out.shape)} {out.dtype} differs from input {tuple(x.shape)} {dtype}")
+                    got, want = (tuple(out.shape), out.dtype), (tuple(x.shape), dtype)
+                    raise _fail(spec, f"output {got} differs from input {want}")
                 if not torch.isfinite(out).all() or out.min() < 0 or out.max() > 1:
                     raise _fail(spec, f"output leaves [0, 1] with {channels} channels and {dtype}")
     x, m, s, p = _inputs(spec, 0, 3, torch.float32, seed)

@@ -64,7 +64,10 @@ def _op(data: dict) -> dict:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: _op(d).update(name="Rotation"), r"stages\[0\]\.sub_policies\[0\]\.ops\[1\]\.name must be one of \[.*'TranslateX'"),
+        (
+            lambda d: _op(d).update(name="Rotation"),
+            r"stages\[0\]\.sub_policies\[0\]\.ops\[1\]\.name must be one of \[.*'TranslateX'",
+        ),
         (lambda d: _op(d).update(magnitude=1.5), r"ops\[1\]\.magnitude must be in \[0, 1\], but got 1\.5"),
         (lambda d: _op(d).update(probability=-0.1), r"ops\[1\]\.probability must be in \[0, 1\]"),
         (lambda d: _op(d).update(probability="0.5"), r"ops\[1\]\.probability must be a number"),
@@ -77,7 +80,10 @@ def _op(data: dict) -> dict:
         (lambda d: d.pop("stages"), r"must have the field\(s\) \['stages'\]"),
         (lambda d: d.update(stages={}), r"stages must be a JSON array"),
         (lambda d: d.update(stages=[]), r"stages must be a non-empty sequence"),
-        (lambda d: d["stages"][0].update(weights=[1.0, -1.0]), r"stages\[0\]\.weights\[1\] must be a finite number >= 0"),
+        (
+            lambda d: d["stages"][0].update(weights=[1.0, -1.0]),
+            r"stages\[0\]\.weights\[1\] must be a finite number >= 0",
+        ),
         (lambda d: d["stages"][0].update(weights=[0.0, 0.0]), r"stages\[0\]\.weights must have a positive sum"),
         (lambda d: d["stages"][0].update(weights=[1.0]), r"stages\[0\]\.weights must be a sequence of 2 numbers"),
         (lambda d: d["stages"][0]["sub_policies"][0].update(ops=[]), r"sub_policies\[0\]\.ops must be a non-empty"),
