@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from autodata.augment import (
+    OPS,
     OpConfig,
     Policy,
     PolicyAugment,
@@ -178,3 +179,21 @@ def test_transform_in_dataloader_workers_do_not_repeat_each_other() -> None:
     )
     first_of_worker_0, first_of_worker_1, *_ = list(loader)
     assert not torch.equal(first_of_worker_0, first_of_worker_1)
+
+
+def test_batched_equals_a_per_sample_reference() -> None:
+    aug = PolicyAugment(load_policy(POLICIES / "autoaugment_cifar10.json").then(
+        load_policy(POLICIES / "randaugment.json")), seed=0)
+    x = _images(40).double()
+    params = aug.sample(40, torch.Generator().manual_seed(7))
+    expected = []
+    for b in range(40):
+        xb = x[b : b + 1]
+        for s in range(params.op.shape[0]):
+            for j in range(params.op.shape[1]):
+                if params.apply[s, j, b]:
+                    op = OPS[aug.op_names[int(params.op[s, j, b])]]
+                    m, sign, pos = params.magnitude[s, j, b : b + 1], params.sign[s, j, b : b + 1], params.position[s, j, b]
+                    xb = op(xb, m.double(), sign.double(), pos[None].double())
+        expected.append(xb)
+    assert torch.allclose(aug(x, params), torch.cat(expected), atol=1e-9)

@@ -6,6 +6,7 @@ import torch
 
 from autodata.augment import (
     AUTOAUGMENT_OPS,
+    OPS,
     DifferentiableParams,
     DifferentiablePolicy,
     Policy,
@@ -138,3 +139,22 @@ def test_chosen_matches_the_hard_forward() -> None:
     params = policy.sample(32, torch.Generator().manual_seed(0))
     inverted = (policy(x, params) - (1 - x)).abs().flatten(1).amax(1) < 1e-3
     assert torch.equal(inverted, policy.chosen(params) == 0)
+
+
+def test_hard_forward_equals_a_per_sample_reference() -> None:
+    policy = DifferentiablePolicy(ops=("Rotate", "ShearY", "Color", "Posterize", "Cutout", "Equalize")).double()
+    with torch.no_grad():
+        policy.magnitude_logits.normal_(generator=torch.Generator().manual_seed(0))
+    x = _images(48).double()
+    params = policy.sample(48, torch.Generator().manual_seed(1))
+    chosen = policy.chosen(params)
+    gate_open = (policy.probability_logits.detach() + params.gate_noise) > 0  # (B, K, J)
+    mags = policy.magnitudes().detach()
+    expected = []
+    for b in range(48):
+        k, xb = int(chosen[b]), x[b : b + 1]
+        for j, name in enumerate(policy.sub_policies[k]):
+            if gate_open[b, k, j]:
+                xb = OPS[name](xb, mags[k, j].view(1), params.sign[b, k, j].view(1), params.position[b, k, j][None])
+        expected.append(xb)
+    assert torch.allclose(policy(x, params), torch.cat(expected), atol=1e-9)
