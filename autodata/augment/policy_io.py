@@ -152,11 +152,21 @@ def policy_to_json(policy: Policy) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"must not repeat a field, but got {repeated} more than once in one object.")
+    return dict(pairs)
+
+
 def policy_from_json(text: str, source: str = "policy") -> Policy:
     """Parse JSON text into a :class:`Policy`; malformed JSON reports line and column."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
+    except ValueError as err:
+        if not isinstance(err, json.JSONDecodeError):
+            raise ValueError(f"{source} {err}") from None
         raise ValueError(
             f"{source} must be valid JSON, but got an error at line {err.lineno}, column {err.colno}: {err.msg}."
         ) from None

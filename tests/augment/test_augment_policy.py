@@ -105,6 +105,18 @@ def test_malformed_json_reports_line_and_column(tmp_path: Path) -> None:
         load_policy(path)
 
 
+def test_repeated_fields_are_rejected() -> None:
+    text = policy_to_json(Policy.identity()).replace('"version": 1,', '"version": 1,\n  "version": 1,')
+    with pytest.raises(ValueError, match=r"must not repeat a field, but got \['version'\]"):
+        policy_from_json(text, "p.json")
+
+
+def test_nan_is_rejected() -> None:
+    text = policy_to_json(Policy.identity()).replace('"magnitude": 0.0', '"magnitude": NaN')
+    with pytest.raises(ValueError, match=r"ops\[0\]\.magnitude must be in \[0, 1\], but got nan"):
+        policy_from_json(text, "p.json")
+
+
 def test_dataclasses_validate_in_code_too() -> None:
     with pytest.raises(ValueError, match="probability must be in"):
         OpConfig("Rotate", 2.0, 0.5)
