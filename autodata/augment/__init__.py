@@ -1,4 +1,23 @@
-"""Augmentation: an op table, policies as data, and modules that apply or learn them."""
+"""Augmentation: an op table, policies as data, and modules that apply or learn them.
+
+Three layers (see ``STYLE.md``): pure batched ops ``OPS[name](x, magnitude)``; samplers
+``module.sample(batch_size, generator) -> params`` drawing per-sample parameters from an
+explicit generator; modules ``module(x, params=None)`` replaying them.
+
+Example:
+    >>> import torch
+    >>> from autodata.augment import DifferentiablePolicy, Policy, PolicyAugment
+    >>> x = torch.rand(16, 3, 32, 32)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> fixed = PolicyAugment(Policy.identity())  # or load_policy("policies/autoaugment_cifar10.json")
+    >>> torch.equal(fixed(x, fixed.sample(16, g)), x)
+    True
+    >>> search = DifferentiablePolicy(ops=("Rotate", "Color", "Posterize"))  # 6 sub-policies
+    >>> params = search.sample(16, g)
+    >>> search(x, params).mean().backward()  # gradients reach every policy parameter
+    >>> search.to_policy("learned").stages[0].weights[:2]
+    (0.1666666716337204, 0.1666666716337204)
+"""
 from __future__ import annotations
 
 from autodata.augment.apply import PolicyAugment, PolicyParams, PolicyTransform

@@ -7,6 +7,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "autodata.augment",
     "autodata.augment.ops",
     "autodata.augment.relax",
     "autodata.augment.policy",
