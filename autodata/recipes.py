@@ -98,7 +98,7 @@ def fit(
     return history
 
 
-NOISY_LABEL_METHODS = ("ce", "mwn", "l2rw", "clean", "mwn-last", "mwn-every5", "mwn-fd")
+NOISY_LABEL_METHODS = ("ce", "mwn", "l2rw", "clean", "mwn-last", "mwn-every5", "mwn-fd", "mwn-online", "mwn-last2")
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,10 @@ def _learner_for(method: str, model: nn.Module, optimizer: torch.optim.Optimizer
         return None
     if method == "l2rw":
         return MetaLearner(model, optimizer, reweighter=L2RW(), meta_data=meta_loader, seed=seed)
-    settings = {"mwn": ("exact", 1), "mwn-last": ("last", 1), "mwn-every5": ("exact", 5), "mwn-fd": ("fd", 1)}
+    settings = {
+        "mwn": ("exact", 1), "mwn-last": ("last", 1), "mwn-every5": ("exact", 5), "mwn-fd": ("fd", 1),
+        "mwn-online": ("online", 1), "mwn-last2": ("last", 2),
+    }
     if method not in settings:
         raise ValueError(f"method must be one of {list(NOISY_LABEL_METHODS)}, but got {method!r}.")
     hypergradient, every = settings[method]

@@ -8,7 +8,7 @@ of the same rounds. Modes:
 * ``original``: the approach of the original Meta-Weight-Net code, as a reference: a copy of the
   model each step, autograd with ``create_graph``, a plain-SGD look-ahead on the copy, a
   validation forward, then a separate real forward and backward;
-* ``exact``, ``fd``, ``last``: :class:`autodata.MetaLearner` with that hypergradient method;
+* ``exact``, ``fd``, ``last``, ``online``: :class:`autodata.MetaLearner` with that method;
 * ``exact/k``, ``last/k``: the same with a meta update every k steps.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per mode; on the CPU, each mode runs
@@ -118,6 +118,7 @@ def modes(k: int) -> dict:
         "exact": _autodata("exact", 1),
         "fd": _autodata("fd", 1),
         "last": _autodata("last", 1),
+        "online": _autodata("online", 1),
         f"exact/{k}": _autodata("exact", k),
         f"last/{k}": _autodata("last", k),
     }

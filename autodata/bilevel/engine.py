@@ -79,6 +79,23 @@ class StepInfo:
     weights: Tensor
 
 
+@dataclass
+class _PendingStep:
+    """A forward of the ``online`` method, completed by the optimizer hook when its step is taken."""
+
+    index: int
+    x: Tensor
+    y: Tensor
+    aug_params: Any
+    losses: Tensor
+    rng_before: _RNGState
+    rng_after: _RNGState
+    params: dict[str, Tensor] | None = None
+    grads: dict[str, Tensor] | None = None
+    state: dict[str, Any] | None = None
+    groups: dict[str, Any] | None = None
+
+
 class _RNGState:
     """Saves and restores the random state of the CPU and of a CUDA device (dropout masks)."""
 
@@ -116,8 +133,10 @@ class MetaLearner:
             ``parameters()`` are meta-parameters. Default: no augmentation.
         meta_data: where clean validation batches come from when :meth:`step` is not given
             one: any iterable of ``(x, y)`` batches (a ``DataLoader``), cycled.
-        method: hypergradient method: ``"exact"``, ``"fd"`` (finite differences) or ``"last"``
-            (exact, look-ahead on the last layer only; see ``last_layers``).
+        method: hypergradient method: ``"exact"``, ``"fd"`` (finite differences), ``"last"``
+            (exact, look-ahead on the last layer only; see ``last_layers``) or ``"online"``
+            (finite differences of the real step just taken, applied one step late: no extra
+            backward; needs ``optimizer.step()`` after each ``step``).
         every: update the data components every ``every`` steps (1: every step).
         meta_optimizer: optimizer over the components' parameters; default Adam with each
             component's ``meta_lr`` and ``meta_weight_decay``.
@@ -202,6 +221,15 @@ class MetaLearner:
         self._meta_iter: Iterator[tuple[Tensor, Tensor]] | None = None
         self.num_steps = 0
         self.last: StepInfo | None = None
+        self._pending: _PendingStep | None = None
+        self._hook = None
+        if method == "online":
+            if self.reweighter.per_batch:
+                raise ValueError(
+                    f"method='online' updates the components one step late, which a per-batch "
+                    f"reweighter ({type(self.reweighter).__name__}) cannot be; use 'exact' or 'fd'."
+                )
+            self._hook = optimizer.register_step_pre_hook(self._record_real_step)
 
     # ------------------------------------------------------------------ construction helpers
     def _default_meta_optimizer(self) -> torch.optim.Optimizer | None:
@@ -276,6 +304,32 @@ class MetaLearner:
         state.update({n: b.clone() for n, b in self.model.named_buffers()})  # BN stats stay put
         return state
 
+    def _replay_loss(
+        self, x: Tensor, y: Tensor, aug_params: Any, weights: Tensor, rng_before: _RNGState, rng_after: _RNGState
+    ) -> Callable[[Mapping[str, Tensor]], Tensor]:
+        """The training loss of a recorded forward, at other parameter values (``train_loss_at``)."""
+        augment_learns = any(p.requires_grad for p in self.augment.parameters())
+
+        def train_loss_at(new: Mapping[str, Tensor]) -> Tensor:
+            rng_before.restore()  # same dropout masks as the real forward
+            with torch.set_grad_enabled(augment_learns):
+                out = functional_call(self.model, self._virtual_state(new), (self.augment(x, aug_params),))
+                replay = self.loss_fn(out, y)
+            rng_after.restore()
+            return (weights * replay).mean()
+
+        return train_loss_at
+
+    def _meta_loss(self, x_meta: Tensor, y_meta: Tensor) -> Callable[[Mapping[str, Tensor]], Tensor]:
+        """The clean validation loss at given parameter values (``meta_loss_at``)."""
+
+        def meta_loss_at(new: Mapping[str, Tensor]) -> Tensor:
+            out = functional_call(self.model, self._virtual_state(new), (x_meta,))
+            self._check_targets("meta", y_meta, out.shape[-1])
+            return self.meta_loss_fn(out, y_meta)
+
+        return meta_loss_at
+
     # ------------------------------------------------------------------ the verb
     def step(self, x: Tensor, y: Tensor, x_meta: Tensor | None = None, y_meta: Tensor | None = None) -> Tensor:
         """Update the data components (every ``every`` steps) and return the real step's loss.
@@ -295,6 +349,8 @@ class MetaLearner:
         self._check_batch("training", x, y)
         index = self.num_steps
         self.num_steps += 1
+        if self.method == "online" and self._learns:
+            return self._online_step(index, x, y, x_meta, y_meta)
         if not self._learns or index % self.every != 0:
             return self._plain_step(index, x, y)
         if x_meta is None or y_meta is None:
@@ -346,20 +402,8 @@ class MetaLearner:
         else:
             weights = self.reweighter(losses.detach(), y)
             meta_params = self.meta_parameters
-        augment_learns = any(p.requires_grad for p in self.augment.parameters())
-
-        def train_loss_at(new: Mapping[str, Tensor]) -> Tensor:
-            rng_before.restore()  # same dropout masks as the real forward
-            with torch.set_grad_enabled(augment_learns):
-                out = functional_call(self.model, self._virtual_state(new), (self.augment(x, aug_params),))
-                replay = self.loss_fn(out, y)
-            rng_after.restore()
-            return (weights * replay).mean()
-
-        def meta_loss_at(new: Mapping[str, Tensor]) -> Tensor:
-            out = functional_call(self.model, self._virtual_state(new), (x_meta,))
-            self._check_targets("meta", y_meta, out.shape[-1])
-            return self.meta_loss_fn(out, y_meta)
+        train_loss_at = self._replay_loss(x, y, aug_params, weights, rng_before, rng_after)
+        meta_loss_at = self._meta_loss(x_meta, y_meta)
 
         problem = MetaProblem(
             params=self.params,
@@ -383,6 +427,64 @@ class MetaLearner:
                 real_weights = self.reweighter(losses.detach(), y)
         self.last = StepInfo(index, updated, float(losses.detach().mean()), float(meta_loss), real_weights)
         return (real_weights.detach() * losses).mean()
+
+    def _record_real_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Optimizer step pre-hook (``online``): record the real step's gradient and pre-step state."""
+        pending = self._pending
+        if pending is None or pending.grads is not None:
+            return
+        pending.params = {n: p.detach().clone() for n, p in self.params.items()}
+        pending.grads = {
+            n: torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for n, p in self.params.items()
+        }
+        pending.state = self.lookahead.snapshot_state()
+        pending.groups = self.lookahead.snapshot_groups()
+
+    def _online_step(
+        self, index: int, x: Tensor, y: Tensor, x_meta: Tensor | None, y_meta: Tensor | None
+    ) -> Tensor:
+        updated, meta_loss = False, float("nan")
+        record, self._pending = self._pending, None
+        if record is not None and record.grads is not None:  # the real step of that batch was taken
+            if x_meta is None or y_meta is None:
+                x_meta, y_meta = self._next_meta_batch()
+            self._check_batch("meta", x_meta, y_meta)
+            weights = self.reweighter(record.losses, record.y)  # graph to the reweighter's parameters
+            meta_params = self.meta_parameters
+            problem = MetaProblem(
+                params=record.params,
+                train_loss=None,
+                train_loss_at=self._replay_loss(
+                    record.x, record.y, record.aug_params, weights, record.rng_before, record.rng_after
+                ),
+                lookahead=lambda g: self.lookahead(g, params=record.params, state=record.state, groups=record.groups),
+                meta_loss_at=self._meta_loss(x_meta, y_meta),
+                meta_params=meta_params,
+                fd_radius=self.fd_radius,
+                grads=record.grads,
+            )
+            hypergrads, loss = HYPERGRADIENTS["online"](problem)
+            meta_loss = float(loss)
+            updated = self._apply_hypergradients(record.index, meta_params, hypergrads, loss, False)
+
+        buffers = self._snapshot_buffers()
+        rng_before = _RNGState(self.device)
+        aug_params = self.augment.sample(x.shape[0], self.generator)
+        with torch.no_grad():
+            x_aug = self.augment(x, aug_params)
+        losses = self._per_sample_losses(index, self.model(x_aug), y, buffers)
+        if index % self.every == 0:
+            self._pending = _PendingStep(index, x, y, aug_params, losses.detach(), rng_before, _RNGState(self.device))
+        with torch.no_grad():
+            weights = self.reweighter(losses.detach(), y)
+        self.last = StepInfo(index, updated, float(losses.detach().mean()), meta_loss, weights)
+        return (weights * losses).mean()
+
+    def close(self) -> None:
+        """Remove the optimizer hook of the ``online`` method (the learner stops learning)."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     def _apply_hypergradients(
         self, index: int, meta_params: Sequence[Tensor], hypergrads: Sequence[Tensor], meta_loss: Tensor, per_batch: bool

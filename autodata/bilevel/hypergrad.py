@@ -17,6 +17,11 @@ Methods:
   ``(grad_phi L_train(theta + eps u) - grad_phi L_train(theta - eps u)) / (2 eps)``:
   two extra forwards and no second-order graph.
 * ``last``: ``exact`` with the look-ahead restricted to the model's last layer(s).
+* ``online``: ``fd`` for the real step just taken. The real optimizer step *is* the look-ahead:
+  its gradient and pre-step state are recorded by an optimizer step hook, the validation loss
+  is taken at the parameters it produced, and the hypergradient is applied at the next call,
+  one step late. It needs no backward of its own (Baydin et al. 2018 use the same idea for a
+  learning rate), so it is the cheapest method that looks at every parameter.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ class MetaProblem:
     Attributes:
         params: the looked-ahead model parameters ``theta``, by name (real tensors).
         train_loss: scalar training loss at ``theta``, with its graph to ``params`` and to
-            ``meta_params``.
+            ``meta_params`` (``None`` when ``grads`` are given and the method is ``fd``).
         train_loss_at: recomputes the same training loss (same batch, same sampled
             augmentation, same randomness) at other values of some parameters, without
             touching BatchNorm statistics.
@@ -46,16 +51,19 @@ class MetaProblem:
         meta_params: the data components' meta-parameters ``phi``.
         last_names: the parameter names the ``last`` method restricts the look-ahead to.
         fd_radius: finite-difference step is ``fd_radius / ||u||`` (DARTS uses 0.01).
+        grads: the training gradient at ``params`` when it is already known (the ``online``
+            method replays a real step from its recorded gradient); computed when ``None``.
     """
 
     params: Mapping[str, Tensor]
-    train_loss: Tensor
+    train_loss: Tensor | None
     train_loss_at: Callable[[Mapping[str, Tensor]], Tensor]
     lookahead: Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]]
     meta_loss_at: Callable[[Mapping[str, Tensor]], Tensor]
     meta_params: Sequence[Tensor]
     last_names: Sequence[str] = ()
     fd_radius: float = 1e-2
+    grads: Mapping[str, Tensor] | None = None
 
     def restrict(self, names: Sequence[str]) -> MetaProblem:
         """The same problem with the look-ahead on ``names`` only."""
@@ -96,7 +104,10 @@ def finite_difference(problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
         The hypergradient for each meta-parameter and the meta loss at ``theta'``.
     """
     names = list(problem.params)
-    grads = torch.autograd.grad(problem.train_loss, [problem.params[n] for n in names], retain_graph=True)
+    if problem.grads is not None:
+        grads = [problem.grads[n] for n in names]
+    else:
+        grads = torch.autograd.grad(problem.train_loss, [problem.params[n] for n in names], retain_graph=True)
     with torch.enable_grad():
         g_leaves = {n: g.detach().requires_grad_() for n, g in zip(names, grads)}
         new = problem.lookahead(g_leaves)
@@ -127,4 +138,5 @@ HYPERGRADIENTS: dict[str, Callable[[MetaProblem], tuple[list[Tensor], Tensor]]] 
     "exact": exact,
     "fd": finite_difference,
     "last": last_layers,
+    "online": finite_difference,  # on a problem that replays the recorded real step
 }

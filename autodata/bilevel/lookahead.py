@@ -125,14 +125,45 @@ class VirtualStep:
         self.params = dict(params)
         self._group_of = group_of
 
-    def __call__(self, grads: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Return ``{name: theta'}`` for every name in ``grads``; differentiable in ``grads``."""
+    def __call__(
+        self,
+        grads: Mapping[str, Tensor],
+        params: Mapping[str, Tensor] | None = None,
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+        groups: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> dict[str, Tensor]:
+        """Return ``{name: theta'}`` for every name in ``grads``; differentiable in ``grads``.
+
+        Args:
+            grads: gradient per parameter name.
+            params: parameter values to step from (default: the live parameters).
+            state: optimizer state per name to step from (default: the live state); a
+                snapshot taken before a real step replays that step.
+            groups: param-group settings per name (default: the live ones, whose learning
+                rate a scheduler may have changed since the snapshot).
+        """
         new = {}
         for name, g in grads.items():
             p = self.params[name]
-            state = self.optimizer.state.get(p, {})
-            new[name] = self.rule(p.detach(), g, self._group_of[id(p)], state)
+            value = p if params is None else params[name]
+            p_state = self.optimizer.state.get(p, {}) if state is None else state[name]
+            group = self._group_of[id(p)] if groups is None else groups[name]
+            new[name] = self.rule(value.detach(), g, group, p_state)
         return new
+
+    def snapshot_state(self) -> dict[str, dict[str, Any]]:
+        """A copy of the optimizer's state of every looked-ahead parameter (for a later replay)."""
+        return {
+            name: {k: v.clone() if isinstance(v, Tensor) else v for k, v in self.optimizer.state.get(p, {}).items()}
+            for name, p in self.params.items()
+        }
+
+    def snapshot_groups(self) -> dict[str, dict[str, Any]]:
+        """A copy of the param-group settings (learning rate, momentum, ...) of every parameter."""
+        return {
+            name: {k: v for k, v in self._group_of[id(p)].items() if k != "params"}
+            for name, p in self.params.items()
+        }
 
 
 def virtual_step(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor], grads: Mapping[str, Tensor]) -> dict[str, Tensor]:

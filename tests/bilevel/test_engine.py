@@ -236,3 +236,38 @@ def test_nonfinite_meta_loss(on_nonfinite: str) -> None:
             loss = learner.step(*_batch(), xm, ym)
         assert torch.isfinite(loss) and not learner.last.meta_updated
     assert all(torch.equal(a, b) for a, b in zip(before.values(), mwn.state_dict().values()))
+
+
+def test_online_method_replays_without_touching_the_model() -> None:
+    model, optimizer = _trained(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9))
+    learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet(), method="online")
+    x, y = _batch(seed=2)
+    loss = learner.step(x, y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    twin = copy.deepcopy(model)
+    opt_state = copy.deepcopy(optimizer.state_dict())
+    x1, y1 = _batch(seed=3)
+    learner.step(x1, y1, *_batch(8, seed=4))
+    twin(x1)  # the one forward of a plain step
+    assert learner.last.meta_updated
+    for (n, a), b in zip(model.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), f"{n} changed beyond one plain forward during the online meta update"
+    for key, value in opt_state["state"].items():
+        assert torch.equal(optimizer.state_dict()["state"][key]["momentum_buffer"], value["momentum_buffer"])
+
+
+def test_online_method_skips_when_no_real_step_was_taken() -> None:
+    model, optimizer = _trained(lambda p: torch.optim.SGD(p, lr=0.1))
+    learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet(), method="online")
+    learner.step(*_batch(seed=1))  # e.g. a GradScaler skipped optimizer.step(): nothing recorded
+    learner.step(*_batch(seed=2), *_batch(8, seed=3))
+    assert not learner.last.meta_updated
+    learner.close()
+
+
+def test_online_method_refuses_per_batch_reweighters() -> None:
+    model = _model()
+    with pytest.raises(ValueError, match="online.*L2RW"):
+        MetaLearner(model, torch.optim.SGD(model.parameters(), lr=0.1), reweighter=L2RW(), method="online")
