@@ -125,6 +125,11 @@ class DeviceLoader:
     Shape:
         - yields x: (B, C, H, W) float32, y: (B,) int64.
 
+    Note:
+        On a CPU shared with other busy processes, torch's multi-threaded kernels can
+        stall on OpenMP barriers (measured: 50x slower with 2 threads on 2 busy cores);
+        ``torch.set_num_threads(1)`` avoids it. GPUs are unaffected.
+
     Example:
         >>> imgs = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
         >>> loader = DeviceLoader(imgs, torch.arange(10), 4, mean=(0.5,) * 3, std=(0.25,) * 3)

@@ -6,6 +6,7 @@ Example:
 """
 from __future__ import annotations
 
+from autodata.models.normalize import Normalize, with_normalization
 from autodata.models.registry import MODELS, count_parameters, create_model
 from autodata.models.resnet_cifar import (
     BasicBlock,
@@ -23,6 +24,7 @@ __all__ = [
     "MODELS",
     "BasicBlock",
     "CifarResNet",
+    "Normalize",
     "SmallCNN",
     "WideBasicBlock",
     "WideResNet",
@@ -36,5 +38,6 @@ __all__ = [
     "small_cnn",
     "wide_resnet",
     "wrn_28_10",
+    "with_normalization",
     "wrn_40_2",
 ]

@@ -63,3 +63,13 @@ def test_registry_and_bad_arguments() -> None:
         wide_resnet(27, 2)
     with pytest.raises(ValueError, match="shortcut must be"):
         resnet32(shortcut="C")
+
+
+def test_with_normalization_wraps_model() -> None:
+    from autodata.models import Normalize, with_normalization
+
+    model = with_normalization(small_cnn(num_classes=4), (0.5,), (0.25,))
+    assert isinstance(model[0], Normalize) and model(torch.rand(2, 1, 8, 8)).shape == (2, 4)
+    torch.testing.assert_close(model[0](torch.full((1, 1, 2, 2), 0.75)), torch.ones(1, 1, 2, 2))
+    with pytest.raises(ValueError, match="std > 0"):
+        Normalize((0.5,), (0.0,))
