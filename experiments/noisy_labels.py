@@ -12,25 +12,18 @@ Usage (the figures in BENCHMARKS.md):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
+from autodata._argparse import add_config_arguments, config_from_arguments
 from autodata.recipes import NOISY_LABEL_METHODS, NoisyLabelConfig, run_noisy_labels
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    defaults = NoisyLabelConfig(dataset="fashion_mnist", meta_per_class=100)
-    for f in dataclasses.fields(NoisyLabelConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", default=default)
-        else:
-            parser.add_argument(flag, type=type(default) if default is not None else str, default=default)
+    add_config_arguments(parser, NoisyLabelConfig, NoisyLabelConfig(dataset="fashion_mnist", meta_per_class=100))
     parser.set_defaults(device="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--methods", default="ce,mwn,l2rw,clean")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -39,7 +32,7 @@ def main() -> None:
     unknown = sorted(set(methods) - set(NOISY_LABEL_METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {list(NOISY_LABEL_METHODS)}")
-    config = NoisyLabelConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(NoisyLabelConfig)})
+    config = config_from_arguments(NoisyLabelConfig, args)
 
     print(f"{config}\ntorch {torch.__version__}")
     results = []

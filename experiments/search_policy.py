@@ -11,33 +11,21 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import torch
 
+from autodata._argparse import add_config_arguments, config_from_arguments
 from autodata.augment import save_policy
 from autodata.search import PolicySearchConfig, search_policy
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for f in dataclasses.fields(PolicySearchConfig):
-        if f.name == "ops":
-            continue
-        default = getattr(PolicySearchConfig(), f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", default=default)
-        else:
-            parser.add_argument(flag, type=type(default) if default is not None else str, default=default)
+    add_config_arguments(parser, PolicySearchConfig)
     parser.set_defaults(device="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--ops", default=None, help="comma-separated op names (default: AutoAugment's 15)")
     parser.add_argument("--out", required=True, help="where to write the policy file")
     args = parser.parse_args()
-    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(PolicySearchConfig) if f.name != "ops"}
-    if args.ops:
-        settings["ops"] = tuple(args.ops.split(","))
-    config = PolicySearchConfig(**settings)
+    config = config_from_arguments(PolicySearchConfig, args)
     print(config, flush=True)
 
     def log(record) -> None:
