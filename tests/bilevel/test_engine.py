@@ -271,3 +271,26 @@ def test_online_method_refuses_per_batch_reweighters() -> None:
     model = _model()
     with pytest.raises(ValueError, match="online.*L2RW"):
         MetaLearner(model, torch.optim.SGD(model.parameters(), lr=0.1), reweighter=L2RW(), method="online")
+
+
+@pytest.mark.parametrize("method", ["exact", "fd", "last", "online"])
+def test_torchvision_model_scheduler_and_bf16_autocast(method: str) -> None:
+    """Any nn.Module (here torchvision's ResNet-18), a scheduler, and bf16 autocast."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet(), method=method)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        x, y = torch.rand(6, 3, 32, 32, generator=g), torch.randint(0, 4, (6,), generator=g)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = learner.step(x, y, x[:4], y[:4])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    assert torch.isfinite(loss)
+    assert learner.last.meta_updated  # online: step 1 applies the hypergradient of step 0
+    assert all(torch.isfinite(p).all() for p in learner.reweighter.parameters())
