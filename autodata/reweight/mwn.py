@@ -19,14 +19,16 @@ class MetaWeightNet(BaseReweighter):
 
     Args:
         hidden: width of the hidden layer (the paper: 100).
-        normalize: rescale each batch's weights to mean 1 (``w * B / sum(w)``), the paper's
-            optional normalisation; keeps the effective learning rate fixed.
+        normalize: rescale each batch's weights to mean 1 (``w * B / sum(w)``), as the
+            released Meta-Weight-Net code normalises each batch by ``sum(w)``: only the
+            relative weights are learned and the optimizer's effective learning rate stays that
+            of plain training (the sigmoid starts near 0.5, which would otherwise halve it).
         meta_lr: learning rate of this net's meta-optimizer.
         meta_weight_decay: its weight decay.
 
     Shape:
         - losses: :math:`(B,)`
-        - output: :math:`(B,)`, in ``(0, 1)`` (or mean 1 with ``normalize=True``)
+        - output: :math:`(B,)`, mean 1 (in ``(0, 1)`` with ``normalize=False``)
 
     Example:
         >>> mwn = MetaWeightNet()
@@ -35,7 +37,7 @@ class MetaWeightNet(BaseReweighter):
     """
 
     def __init__(
-        self, hidden: int = 100, *, normalize: bool = False, meta_lr: float = 1e-3, meta_weight_decay: float = 1e-4
+        self, hidden: int = 100, *, normalize: bool = True, meta_lr: float = 1e-3, meta_weight_decay: float = 1e-4
     ) -> None:
         super().__init__()
         if hidden < 1:
