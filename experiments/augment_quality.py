@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, policy_name: str) -> dict:
     loader = DeviceLoader.from_dataset(train, args.batch_size, device=device, mean=None, std=None, seed=args.seed)
     test_loader = DeviceLoader.from_dataset(test, 1000, device=device, mean=None, std=None, crop_padding=0,
                                             flip=False, shuffle=False)
-    stats = dataset_stats(args.dataset)
+    stats = dataset_stats(train.name)
     model = with_normalization(create_model(args.model, num_classes=train.num_classes), stats.mean, stats.std).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs)

@@ -43,7 +43,7 @@ def main() -> None:
     loader = DeviceLoader.from_dataset(train.subset(split.train_indices), 128, device=device, mean=None, std=None)
     meta_loader = DeviceLoader.from_dataset(train.subset(split.meta_indices), 100, device=device, mean=None, std=None)
     test_loader = DeviceLoader.from_dataset(test, 500, device=device, mean=None, std=None, crop_padding=0, flip=False)
-    stats = dataset_stats(args.dataset)
+    stats = dataset_stats(train.name)
     model = with_normalization(
         create_model(args.model, in_channels=train.images.shape[1], num_classes=train.num_classes), stats.mean, stats.std
     ).to(device)

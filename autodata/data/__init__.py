@@ -18,6 +18,7 @@ from autodata.data.cifar import load_cifar10, load_cifar100
 from autodata.data.datasets import ArrayDataset, from_dataset, from_tensors
 from autodata.data.loader import DeviceLoader, crop_flip, make_dataloader, sample_crop_flip
 from autodata.data.mnist import load_fashion_mnist, load_mnist, read_idx
+from autodata.data.npz import load_npz, save_npz
 from autodata.data.noise import NOISE_KINDS, NoisyLabels, corrupt_labels, noise_transition_matrix
 from autodata.data.registry import DATASETS, load_dataset, load_digits
 from autodata.data.splits import MetaSplit, long_tailed_counts, long_tailed_indices, meta_split
@@ -47,6 +48,7 @@ __all__ = [
     "load_digits",
     "load_fashion_mnist",
     "load_mnist",
+    "load_npz",
     "long_tailed_counts",
     "long_tailed_indices",
     "make_dataloader",
@@ -56,4 +58,5 @@ __all__ = [
     "resolve_root",
     "restricted_loads",
     "sample_crop_flip",
+    "save_npz",
 ]

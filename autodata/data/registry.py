@@ -12,6 +12,7 @@ from autodata.data._root import resolve_root
 from autodata.data.cifar import load_cifar10, load_cifar100
 from autodata.data.datasets import ArrayDataset
 from autodata.data.mnist import load_fashion_mnist, load_mnist
+from autodata.data.npz import load_npz
 
 __all__ = ["DATASETS", "load_dataset", "load_digits"]
 
@@ -89,6 +90,7 @@ DATASETS: MappingProxyType[str, _Entry] = MappingProxyType(
         "mnist": _Entry(load_mnist, _tv_mnist),
         "fashion_mnist": _Entry(load_fashion_mnist, _tv_fashion_mnist),
         "digits": _Entry(_digits_reader, None),
+        "npz": _Entry(load_npz, None),  # root is the .npz file (see autodata.data.npz)
     }
 )
 

@@ -125,7 +125,7 @@ def search_policy(config: PolicySearchConfig, log: Callable[[EpochRecord], None]
         reduced.images[halves.meta_indices], reduced.labels[halves.meta_indices], config.batch_size,
         crop_padding=0, flip=False, seed=config.seed + 1, **common,
     )
-    stats = dataset_stats(config.dataset)
+    stats = dataset_stats(train.name)
     model = create_model(config.model, in_channels=reduced.images.shape[1], num_classes=k)
     model = with_normalization(model, stats.mean, stats.std).to(device)
     optimizer = torch.optim.SGD(
