@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from autodata.data.splits import labels_and_classes
+
 __all__ = ["NOISE_KINDS", "NoisyLabels", "corrupt_labels", "noise_transition_matrix"]
 
 
@@ -198,19 +200,7 @@ def corrupt_labels(
         >>> bool(((noisy.clean_labels + 1) % 4 == noisy.labels)[noisy.flipped].all())
         True
     """
-    if isinstance(labels, torch.Tensor):
-        labels = labels.detach().cpu().numpy()
-    clean = np.asarray(labels)
-    if clean.ndim != 1:
-        raise ValueError(f"labels must be 1-D, but got shape {clean.shape}.")
-    if clean.size and not np.issubdtype(clean.dtype, np.integer):
-        raise ValueError(f"labels must be integers, but got dtype {clean.dtype}.")
-    clean = clean.astype(np.int64)
-    k = int(num_classes)
-    if k < 1:
-        raise ValueError(f"num_classes must be >= 1, but got {num_classes}.")
-    if clean.size and (clean.min() < 0 or clean.max() >= k):
-        raise ValueError(f"labels must lie in [0, {k}), but got range [{clean.min()}, {clean.max()}].")
+    clean, k = labels_and_classes(labels, num_classes)
     if kind not in NOISE_KINDS:
         raise ValueError(f"kind must be one of {list(NOISE_KINDS)}, but got {kind!r}.")
     if kind == "transition":

@@ -21,7 +21,8 @@ import torch
 __all__ = ["MetaSplit", "meta_split", "long_tailed_counts", "long_tailed_indices"]
 
 
-def _labels_and_k(labels: Any, num_classes: int | None) -> tuple[np.ndarray, int]:
+def labels_and_classes(labels: Any, num_classes: int | None) -> tuple[np.ndarray, int]:
+    """Validated int64 labels (N,) and K (inferred as ``max + 1`` when ``num_classes`` is None)."""
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
     y = np.asarray(labels)
@@ -31,6 +32,8 @@ def _labels_and_k(labels: Any, num_classes: int | None) -> tuple[np.ndarray, int
         raise ValueError(f"labels must be integers, but got dtype {y.dtype}.")
     y = y.astype(np.int64)
     k = int(num_classes) if num_classes is not None else (int(y.max()) + 1 if y.size else 0)
+    if num_classes is not None and k < 1:
+        raise ValueError(f"num_classes must be >= 1, but got {num_classes}.")
     if y.size and (y.min() < 0 or y.max() >= k):
         raise ValueError(f"labels must lie in [0, {k}), but got range [{y.min()}, {y.max()}].")
     return y, k
@@ -108,7 +111,7 @@ def meta_split(
         >>> len(split.meta_indices), len(split.train_indices)
         (4, 16)
     """
-    y, k = _labels_and_k(labels, num_classes)
+    y, k = labels_and_classes(labels, num_classes)
     if int(per_class) < 0:
         raise ValueError(f"per_class must be >= 0, but got {per_class}.")
     counts = np.bincount(y, minlength=k)
@@ -173,7 +176,7 @@ def long_tailed_indices(
         >>> np.bincount(np.array([0, 1] * 100)[idx]).tolist()
         [100, 10]
     """
-    y, k = _labels_and_k(labels, num_classes)
+    y, k = labels_and_classes(labels, num_classes)
     if not float(imbalance_factor) >= 1.0:
         raise ValueError(f"imbalance_factor must be >= 1, but got {imbalance_factor}.")
     counts = np.bincount(y, minlength=k)
