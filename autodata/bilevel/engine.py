@@ -147,7 +147,7 @@ class MetaLearner:
         on_nonfinite: ``"raise"`` (default) raises on a NaN/inf meta loss or hypergradient;
             ``"skip"`` skips that meta update with a warning. A non-finite training loss
             always raises, before anything is changed.
-        fd_radius: finite-difference radius for ``method="fd"``.
+        fd_radius: finite-difference radius for ``method="fd"`` and ``"online"``.
         seed: seed of the generator that samples augmentations.
 
     Example:
