@@ -13,17 +13,16 @@ References:
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
 
+from autodata.data._io import write_json
 from autodata.data.splits import labels_and_classes
 
 __all__ = ["NOISE_KINDS", "NoisyLabels", "corrupt_labels", "noise_transition_matrix"]
@@ -157,7 +156,7 @@ class NoisyLabels:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes :meth:`to_dict` as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict()))
+        write_json(path, self.to_dict())
 
 
 def corrupt_labels(

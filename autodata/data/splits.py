@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from autodata.data._io import write_json
+
 __all__ = ["MetaSplit", "meta_split", "long_tailed_counts", "long_tailed_indices"]
 
 
@@ -76,7 +78,7 @@ class MetaSplit:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the split as JSON so it can be saved with a run."""
-        Path(path).write_text(json.dumps(self.to_dict()))
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MetaSplit:

@@ -28,3 +28,14 @@ def test_npz_bad_files(tmp_path) -> None:
     np.savez(partial, train_images=np.zeros((1, 1, 2, 2), np.uint8))
     with pytest.raises(CorruptDatasetError, match="lacks the arrays"):
         load_dataset("npz", root=partial)
+
+
+def test_run_records_create_their_folder(tmp_path) -> None:
+    from autodata.data import corrupt_labels, meta_split
+
+    labels = load_digits().labels
+    split = meta_split(labels, per_class=5, seed=0)
+    noisy = corrupt_labels(labels[split.train_indices], 10, "pairflip", 0.4, seed=0)
+    split.save(tmp_path / "run" / "meta_split.json")
+    noisy.save(tmp_path / "run" / "noise.json")
+    assert (tmp_path / "run" / "meta_split.json").exists() and (tmp_path / "run" / "noise.json").exists()
