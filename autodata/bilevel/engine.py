@@ -375,24 +375,38 @@ class MetaLearner:
             )
         return losses
 
-    def _plain_step(self, index: int, x: Tensor, y: Tensor) -> Tensor:
+    def _real_forward(
+        self, index: int, x: Tensor, y: Tensor, *, replayable: bool, augment_grad: bool = False
+    ) -> tuple[Tensor, Any, _RNGState | None, _RNGState | None]:
+        """The step's one real forward: BN statistics move once, as in plain training.
+
+        Returns the per-sample losses, the sampled augmentation and, when ``replayable``, the
+        random state before and after the forward (to replay its dropout masks).
+        """
         buffers = self._snapshot_buffers()
-        with torch.no_grad():
-            x = self.augment(x, self.augment.sample(x.shape[0], self.generator))
-        losses = self._per_sample_losses(index, self.model(x), y, buffers)
+        rng_before = _RNGState(self.device) if replayable else None
+        aug_params = self.augment.sample(x.shape[0], self.generator)
+        with torch.set_grad_enabled(augment_grad):
+            x_aug = self.augment(x, aug_params)
+        losses = self._per_sample_losses(index, self.model(x_aug), y, buffers)
+        rng_after = _RNGState(self.device) if replayable else None
+        return losses, aug_params, rng_before, rng_after
+
+    def _reweighted_loss(self, index: int, losses: Tensor, y: Tensor, updated: bool, meta_loss: float) -> Tensor:
+        """``mean(w * l)`` with the reweighter's current weights, recorded in :attr:`last`."""
         with torch.no_grad():
             weights = self.reweighter(losses.detach(), y)
-        self.last = StepInfo(index, False, float(losses.detach().mean()), float("nan"), weights)
+        self.last = StepInfo(index, updated, float(losses.detach().mean()), meta_loss, weights)
         return (weights * losses).mean()
 
+    def _plain_step(self, index: int, x: Tensor, y: Tensor) -> Tensor:
+        losses, _, _, _ = self._real_forward(index, x, y, replayable=False)
+        return self._reweighted_loss(index, losses, y, False, float("nan"))
+
     def _meta_step(self, index: int, x: Tensor, y: Tensor, x_meta: Tensor, y_meta: Tensor) -> Tensor:
-        buffers = self._snapshot_buffers()
-        rng_before = _RNGState(self.device)
-        aug_params = self.augment.sample(x.shape[0], self.generator)
-        x_aug = self.augment(x, aug_params)
-        logits = self.model(x_aug)  # the real forward: BN statistics move once, as in plain training
-        losses = self._per_sample_losses(index, logits, y, buffers)
-        rng_after = _RNGState(self.device)
+        losses, aug_params, rng_before, rng_after = self._real_forward(
+            index, x, y, replayable=True, augment_grad=True
+        )
 
         per_batch = self.reweighter.per_batch
         if per_batch:
@@ -467,18 +481,11 @@ class MetaLearner:
             meta_loss = float(loss)
             updated = self._apply_hypergradients(record.index, meta_params, hypergrads, loss, False)
 
-        buffers = self._snapshot_buffers()
-        rng_before = _RNGState(self.device)
-        aug_params = self.augment.sample(x.shape[0], self.generator)
-        with torch.no_grad():
-            x_aug = self.augment(x, aug_params)
-        losses = self._per_sample_losses(index, self.model(x_aug), y, buffers)
-        if index % self.every == 0:
-            self._pending = _PendingStep(index, x, y, aug_params, losses.detach(), rng_before, _RNGState(self.device))
-        with torch.no_grad():
-            weights = self.reweighter(losses.detach(), y)
-        self.last = StepInfo(index, updated, float(losses.detach().mean()), meta_loss, weights)
-        return (weights * losses).mean()
+        record_this = index % self.every == 0
+        losses, aug_params, rng_before, rng_after = self._real_forward(index, x, y, replayable=record_this)
+        if record_this:
+            self._pending = _PendingStep(index, x, y, aug_params, losses.detach(), rng_before, rng_after)
+        return self._reweighted_loss(index, losses, y, updated, meta_loss)
 
     def close(self) -> None:
         """Remove the optimizer hook of the ``online`` method (the learner stops learning)."""
