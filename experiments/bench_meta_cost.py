@@ -195,7 +195,7 @@ def main() -> None:
         return
 
     per_step = time_modes(args)
-    plain = [t for t in per_step["plain"]]
+    plain = per_step["plain"]
     mem = {}
     for name in per_step:
         if torch.device(args.device).type == "cuda":

@@ -21,6 +21,7 @@ from autodata.augment import DifferentiablePolicy, all_pairs  # autodata
 from autodata.data import DeviceLoader, dataset_stats, load_dataset, meta_split
 from autodata.models import create_model
 from autodata.models.normalize import with_normalization
+from autodata.recipes import evaluate
 
 
 def main() -> None:
@@ -64,11 +65,9 @@ def main() -> None:
             loss.backward()
             optimizer.step()
             scheduler.step()
-        model.eval()
-        with torch.no_grad():
-            correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in test_loader)
+        accuracy = evaluate(model, test_loader)
         weights = learner.last.weights
-        print(f"epoch {epoch + 1}: train loss {float(loss.detach()):.3f}, test accuracy {100 * correct / len(test):.2f}%, "
+        print(f"epoch {epoch + 1}: train loss {float(loss.detach()):.3f}, test accuracy {accuracy:.2f}%, "
               f"last meta loss {learner.last.meta_loss:.3f}, weights mean {float(weights.mean()):.3f} "
               f"min {float(weights.min()):.3f}")
     top = sorted(zip(policy.weights().tolist(), policy.sub_policies), reverse=True)[:3]
