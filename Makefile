@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 AUTODATA_DATA ?= $(abspath ../shared/data)
 export AUTODATA_DATA
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-slow venv clean
 
 $(BIN)/autodata: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ demo: venv
 	$(BIN)/autodata demo
 
 test: venv
-	$(BIN)/python -m pytest tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "not slow"
+
+# The slower marked cases (CI runs them after `make test`).
+test-slow: venv
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache
