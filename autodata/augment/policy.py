@@ -19,6 +19,7 @@ The published policies are all data in this one format (``policies/*.json``):
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,13 +30,35 @@ MAGNITUDE_SAMPLINGS: tuple[str, ...] = ("fixed", "uniform")
 POLICY_VERSION = 1
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 80
+_REPR.maxlevel = 3
+
+
+def short_repr(value: object) -> str:
+    """A bounded :func:`repr` for error messages: a hostile file's huge or deeply nested
+    value must not make a huge (or recursing) message."""
+    return _REPR.repr(value)
+
+
+def _finite_float(value: object) -> float | None:
+    """``float(value)`` for an int or float that is finite as a float, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _unit_float(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number in [0, 1], but got {value!r}.")
-    value = float(value)
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must be in [0, 1], but got {value!r}.")
-    return value
+        raise TypeError(f"{name} must be a number in [0, 1], but got {short_repr(value)}.")
+    number = _finite_float(value)
+    if number is None or not 0.0 <= number <= 1.0:  # also rejects NaN, inf and 10**400
+        raise ValueError(f"{name} must be in [0, 1], but got {short_repr(value)}.")
+    return number
 
 
 @dataclass(frozen=True)
@@ -61,13 +84,13 @@ class OpConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or self.name not in OPS:
-            raise ValueError(f"name must be one of {sorted(OPS)}, but got {self.name!r}.")
+            raise ValueError(f"name must be one of {sorted(OPS)}, but got {short_repr(self.name)}.")
         object.__setattr__(self, "probability", _unit_float(self.probability, "probability"))
         object.__setattr__(self, "magnitude", _unit_float(self.magnitude, "magnitude"))
         if self.magnitude_sampling not in MAGNITUDE_SAMPLINGS:
             raise ValueError(
                 f"magnitude_sampling must be one of {list(MAGNITUDE_SAMPLINGS)}, "
-                f"but got {self.magnitude_sampling!r}."
+                f"but got {short_repr(self.magnitude_sampling)}."
             )
 
 
@@ -84,7 +107,7 @@ class SubPolicy:
     def __post_init__(self) -> None:
         ops = tuple(self.ops) if isinstance(self.ops, (list, tuple)) else self.ops
         if not isinstance(ops, tuple) or not ops or not all(isinstance(op, OpConfig) for op in ops):
-            raise ValueError(f"ops must be a non-empty sequence of OpConfig, but got {self.ops!r}.")
+            raise ValueError(f"ops must be a non-empty sequence of OpConfig, but got {short_repr(self.ops)}.")
         object.__setattr__(self, "ops", ops)
 
 
@@ -106,28 +129,37 @@ class Stage:
         subs = tuple(subs) if isinstance(subs, (list, tuple)) else subs
         if not isinstance(subs, tuple) or not subs or not all(isinstance(s, SubPolicy) for s in subs):
             raise ValueError(
-                f"sub_policies must be a non-empty sequence of SubPolicy, but got {self.sub_policies!r}."
+                f"sub_policies must be a non-empty sequence of SubPolicy, "
+                f"but got {short_repr(self.sub_policies)}."
             )
         object.__setattr__(self, "sub_policies", subs)
         weights = (1.0,) * len(subs) if self.weights is None else self.weights
         if not isinstance(weights, (list, tuple)) or len(weights) != len(subs):
             raise ValueError(
-                f"weights must be a sequence of {len(subs)} numbers (one per sub-policy), but got {weights!r}."
+                f"weights must be a sequence of {len(subs)} numbers (one per sub-policy), "
+                f"but got {short_repr(weights)}."
             )
         checked = []
         for i, w in enumerate(weights):
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-                raise ValueError(f"weights[{i}] must be a finite number >= 0, but got {w!r}.")
-            checked.append(float(w))
-        if sum(checked) <= 0:
-            raise ValueError(f"weights must have a positive sum, but got {checked}.")
+            number = _finite_float(w)
+            if number is None or number < 0:
+                raise ValueError(f"weights[{i}] must be a finite number >= 0, but got {short_repr(w)}.")
+            checked.append(number)
+        if max(checked) <= 0:
+            raise ValueError(f"weights must have a positive sum, but got {short_repr(checked)}.")
         object.__setattr__(self, "weights", tuple(checked))
 
     @property
     def probabilities(self) -> tuple[float, ...]:
-        """The weights normalised to sum to one."""
-        total = sum(self.weights)  # type: ignore[arg-type]
-        return tuple(w / total for w in self.weights)  # type: ignore[union-attr]
+        """The weights normalised to sum to one.
+
+        Divided by the largest weight first, so huge weights (``[1e308, 1e308]``, whose
+        plain sum overflows to infinity) still give ``(0.5, 0.5)``.
+        """
+        largest = max(self.weights)  # type: ignore[arg-type]
+        scaled = [w / largest for w in self.weights]  # type: ignore[union-attr]  # each in [0, 1]
+        total = sum(scaled)  # in [1, K]: finite
+        return tuple(w / total for w in scaled)
 
 
 @dataclass(frozen=True)
@@ -153,14 +185,14 @@ class Policy:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
-            raise TypeError(f"name must be a string, but got {self.name!r}.")
+            raise TypeError(f"name must be a string, but got {short_repr(self.name)}.")
         if not isinstance(self.description, str):
-            raise TypeError(f"description must be a string, but got {self.description!r}.")
+            raise TypeError(f"description must be a string, but got {short_repr(self.description)}.")
         if isinstance(self.version, bool) or self.version != POLICY_VERSION:
-            raise ValueError(f"version must be {POLICY_VERSION}, but got {self.version!r}.")
+            raise ValueError(f"version must be {POLICY_VERSION}, but got {short_repr(self.version)}.")
         stages = tuple(self.stages) if isinstance(self.stages, (list, tuple)) else self.stages
         if not isinstance(stages, tuple) or not stages or not all(isinstance(s, Stage) for s in stages):
-            raise ValueError(f"stages must be a non-empty sequence of Stage, but got {self.stages!r}.")
+            raise ValueError(f"stages must be a non-empty sequence of Stage, but got {short_repr(self.stages)}.")
         object.__setattr__(self, "stages", stages)
 
     @classmethod

@@ -23,16 +23,26 @@ executed. Example (``policies/*.json``)::
 Errors name the file and the field, e.g.
 ``policy.json: stages[0].sub_policies[1].ops[0].magnitude must be in [0, 1], but got 1.5.``
 Floats are written with :func:`repr` precision, so save then load round-trips exactly.
+
+Reading a file never raises anything but :class:`ValueError` for bad content (or
+:class:`OSError` when the file cannot be opened): bytes that are not UTF-8, nesting too
+deep for the parser, and number literals longer than :data:`MAX_NUMBER_CHARS` characters
+(held as a placeholder that the field's check then refuses, naming the field) are all
+reported with the file's name. :func:`save_policy` writes through a temporary file and a
+rename (:mod:`autodata._io`), so a failed save leaves the old file as it was.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 from typing import Any
 
-from autodata.augment.policy import POLICY_VERSION, OpConfig, Policy, Stage, SubPolicy
+from autodata._io import atomic_write_text
+from autodata.augment.policy import POLICY_VERSION, OpConfig, Policy, Stage, SubPolicy, short_repr
 
 FORMAT = "autodata.policy"
+MAX_NUMBER_CHARS = 100  # "0.2222222222222222" needs 18; repr of any float needs at most 24
 
 
 def policy_to_dict(policy: Policy) -> dict[str, Any]:
@@ -71,9 +81,11 @@ def _object(data: object, where: str, required: tuple[str, ...], optional: tuple
     missing = [k for k in required if k not in data]
     if missing:
         raise ValueError(f"{where} must have the field(s) {missing}, but they are missing.")
-    unknown = sorted(set(data) - set(required) - set(optional))
+    unknown = [k for k in data if k not in required + optional]
     if unknown:
-        raise ValueError(f"{where} must have only the fields {list(required + optional)}, but got {unknown}.")
+        raise ValueError(
+            f"{where} must have only the fields {list(required + optional)}, but got {short_repr(unknown)}."
+        )
     return data
 
 
@@ -103,9 +115,9 @@ def policy_from_dict(data: object, source: str = "policy") -> Policy:
     """
     top = _object(data, source, ("format", "version", "name", "stages"), ("description",))
     if top["format"] != FORMAT:
-        raise ValueError(f"{source}: format must be {FORMAT!r}, but got {top['format']!r}.")
+        raise ValueError(f"{source}: format must be {FORMAT!r}, but got {short_repr(top['format'])}.")
     if isinstance(top["version"], bool) or top["version"] != POLICY_VERSION:
-        raise ValueError(f"{source}: version must be {POLICY_VERSION}, but got {top['version']!r}.")
+        raise ValueError(f"{source}: version must be {POLICY_VERSION}, but got {short_repr(top['version'])}.")
     stages = []
     for s, stage in enumerate(_list(top["stages"], f"{source}: stages")):
         here = f"{source}: stages[{s}]"
@@ -153,17 +165,68 @@ def policy_to_json(policy: Policy) -> str:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    counts = collections.Counter(k for k, _ in pairs)
+    repeated = sorted(k for k, n in counts.items() if n > 1)
     if repeated:
-        raise ValueError(f"must not repeat a field, but got {repeated} more than once in one object.")
+        raise ValueError(f"must not repeat a field, but got {short_repr(repeated)} more than once in one object.")
     return dict(pairs)
 
 
-def policy_from_json(text: str, source: str = "policy") -> Policy:
-    """Parse JSON text into a :class:`Policy`; malformed JSON reports line and column."""
+class _LongNumber:
+    """Stands for a number literal longer than :data:`MAX_NUMBER_CHARS` characters.
+
+    It is never a valid value, so the check of the field holding it names the field;
+    Python's own ``int()`` would fail on 4,300 digits with advice about
+    ``sys.set_int_max_str_digits`` instead, and slowly before that.
+    """
+
+    __slots__ = ("chars",)
+
+    def __init__(self, chars: int) -> None:
+        self.chars = chars
+
+    def __repr__(self) -> str:
+        return f"a number literal of {self.chars} characters (at most {MAX_NUMBER_CHARS} are read)"
+
+
+def _parse_int(text: str) -> int | _LongNumber:
+    return int(text) if len(text) <= MAX_NUMBER_CHARS else _LongNumber(len(text))
+
+
+def _parse_float(text: str) -> float | _LongNumber:
+    return float(text) if len(text) <= MAX_NUMBER_CHARS else _LongNumber(len(text))
+
+
+def policy_from_json(text: str | bytes, source: str = "policy") -> Policy:
+    """Parse JSON text into a :class:`Policy`; malformed JSON reports line and column.
+
+    Args:
+        text: the JSON, as text or as UTF-8 bytes.
+        source: a name for error messages, e.g. the file path.
+
+    Raises:
+        ValueError: naming ``source`` (and the field, where one is at fault) for bytes that
+            are not UTF-8, malformed or too deeply nested JSON, or an invalid policy.
+    """
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"{source} must be UTF-8 encoded JSON, but byte {text[err.start]:#04x} at offset "
+                f"{err.start} is not valid UTF-8; save the file as UTF-8."
+            ) from None
+    elif not isinstance(text, str):
+        raise TypeError(f"text must be a str or bytes, but got {type(text).__name__}.")
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates)
+        data = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_int=_parse_int, parse_float=_parse_float
+        )
+    except RecursionError:
+        raise ValueError(
+            f"{source} must be JSON nested only a few levels deep (a policy file nests 7), "
+            f"but its arrays or objects nest too deeply to parse."
+        ) from None
     except ValueError as err:
         if not isinstance(err, json.JSONDecodeError):
             raise ValueError(f"{source} {err}") from None
@@ -174,15 +237,19 @@ def policy_from_json(text: str, source: str = "policy") -> Policy:
 
 
 def save_policy(policy: Policy, path: str | os.PathLike[str]) -> None:
-    """Write ``policy`` to ``path`` as JSON."""
+    """Write ``policy`` to ``path`` as JSON, atomically: a failed save keeps the old file."""
     if not isinstance(policy, Policy):
         raise TypeError(f"policy must be a Policy, but got {type(policy).__name__}.")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(policy_to_json(policy))
+    atomic_write_text(path, policy_to_json(policy))
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
-    """Read and validate a policy file written by :func:`save_policy` (or by hand)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    return policy_from_json(text, os.fspath(path))
+    """Read and validate a policy file written by :func:`save_policy` (or by hand).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: naming the file (and field) for any bad content; see :func:`policy_from_json`.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    return policy_from_json(data, os.fspath(path))
