@@ -2,7 +2,8 @@
 
 Three layers (see ``STYLE.md``): pure batched ops ``OPS[name](x, magnitude)``; samplers
 ``module.sample(batch_size, generator) -> params`` drawing per-sample parameters from an
-explicit generator; modules ``module(x, params=None)`` replaying them.
+explicit generator; modules ``module(x, params=None)`` replaying them. Every module is a
+:class:`BaseAugment`; :class:`IdentityAugment` is the null one.
 
 Example:
     >>> import torch
@@ -20,6 +21,7 @@ Example:
 """
 from __future__ import annotations
 
+from autodata.augment._base import BaseAugment, IdentityAugment
 from autodata.augment.apply import PolicyAugment, PolicyParams, PolicyTransform
 from autodata.augment.differentiable import DifferentiableParams, DifferentiablePolicy, all_pairs
 from autodata.augment.ops import AUTOAUGMENT_OPS, OPS, RANDAUGMENT_OPS, OpSpec, get_op
@@ -36,8 +38,10 @@ from autodata.augment.relax import gumbel_noise, gumbel_softmax, logistic_noise,
 
 __all__ = [
     "AUTOAUGMENT_OPS",
+    "BaseAugment",
     "DifferentiableParams",
     "DifferentiablePolicy",
+    "IdentityAugment",
     "MAGNITUDE_SAMPLINGS",
     "OPS",
     "RANDAUGMENT_OPS",

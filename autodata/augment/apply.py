@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from autodata.augment._base import BaseAugment
 from autodata.augment._checks import check_generator, check_images
 from autodata.augment._grouped import apply_grouped
 from autodata.augment.policy import Policy
@@ -71,8 +72,11 @@ def _new_generator(seed: int | None) -> torch.Generator:
     return g
 
 
-class PolicyAugment(nn.Module):
+class PolicyAugment(BaseAugment):
     """Apply a fixed policy to a batch on its device with per-sample randomness.
+
+    A :class:`~autodata.augment.BaseAugment` without learnable parameters: as ``augment=`` of
+    :class:`autodata.MetaLearner` it augments the training batches and learns nothing.
 
     Args:
         policy: the :class:`Policy` to apply.
@@ -89,6 +93,8 @@ class PolicyAugment(nn.Module):
         - x: :math:`(B, C, H, W)` float in ``[0, 1]``.
         - output: :math:`(B, C, H, W)`, same dtype and device.
     """
+
+    params_type = PolicyParams
 
     def __init__(self, policy: Policy, seed: int | None = None) -> None:
         super().__init__()

@@ -22,10 +22,12 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from autodata.augment._base import BaseAugment
 from autodata.augment._checks import check_generator, check_images, check_per_sample
 from autodata.augment._grouped import apply_grouped
 from autodata.augment.apply import _new_generator
@@ -73,8 +75,12 @@ def all_pairs(ops: Sequence[str] = AUTOAUGMENT_OPS) -> tuple[tuple[str, str], ..
     return tuple(itertools.permutations(ops, 2))
 
 
-class DifferentiablePolicy(nn.Module):
+class DifferentiablePolicy(BaseAugment):
     """A learnable augmentation policy (DADA search space).
+
+    As ``augment=`` of :class:`autodata.MetaLearner` its parameters are learned on the clean
+    validation set; :meth:`meta_param_groups` gives the meta-optimizer settings below (DADA's
+    released search uses Adam with learning rate 5e-3 and betas (0.5, 0.999) for the policy).
 
     Args:
         sub_policies: op names of each sub-policy, all of the same length J; default
@@ -85,6 +91,9 @@ class DifferentiablePolicy(nn.Module):
         temperature: relaxation temperature of the gates and of the choice.
         hard: straight-through hard choices (DADA) rather than soft mixtures.
         seed: seeds the module's own generator, used when none is passed.
+        meta_lr: learning rate of the policy's meta-optimizer (Adam).
+        meta_betas: Adam's betas for the policy (DADA: ``(0.5, 0.999)``).
+        meta_weight_decay: weight decay of the policy's parameters in the meta-optimizer.
 
     Example:
         >>> policy = DifferentiablePolicy([("Rotate", "Color"), ("Posterize", "Cutout")])
@@ -99,6 +108,8 @@ class DifferentiablePolicy(nn.Module):
         - output: :math:`(B, C, H, W)`.
     """
 
+    params_type = DifferentiableParams
+
     def __init__(
         self,
         sub_policies: Sequence[Sequence[str]] | None = None,
@@ -109,8 +120,20 @@ class DifferentiablePolicy(nn.Module):
         temperature: float = 0.5,
         hard: bool = True,
         seed: int | None = None,
+        meta_lr: float = 5e-3,
+        meta_betas: tuple[float, float] = (0.5, 0.999),
+        meta_weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
+        if not (math.isfinite(meta_lr) and meta_lr > 0):
+            raise ValueError(f"meta_lr must be a finite number > 0, but got {meta_lr!r}.")
+        if len(meta_betas) != 2 or not all(0.0 <= b < 1.0 for b in meta_betas):
+            raise ValueError(f"meta_betas must be two numbers in [0, 1), but got {meta_betas!r}.")
+        if not (math.isfinite(meta_weight_decay) and meta_weight_decay >= 0):
+            raise ValueError(f"meta_weight_decay must be a finite number >= 0, but got {meta_weight_decay!r}.")
+        self.meta_lr = float(meta_lr)
+        self.meta_betas = (float(meta_betas[0]), float(meta_betas[1]))
+        self.meta_weight_decay = float(meta_weight_decay)
         subs = all_pairs(tuple(ops)) if sub_policies is None else tuple(tuple(s) for s in sub_policies)
         if not subs or not subs[0]:
             raise ValueError(f"sub_policies must be a non-empty list of non-empty op lists, but got {sub_policies!r}.")
@@ -238,9 +261,12 @@ class DifferentiablePolicy(nn.Module):
 
     @classmethod
     def from_policy(
-        cls, policy: Policy, *, temperature: float = 0.5, hard: bool = True, seed: int | None = None
+        cls, policy: Policy, *, temperature: float = 0.5, hard: bool = True, seed: int | None = None, **meta: Any
     ) -> DifferentiablePolicy:
-        """Start the search from a one-stage policy whose sub-policies have equal lengths."""
+        """Start the search from a one-stage policy whose sub-policies have equal lengths.
+
+        ``meta`` takes the meta-optimizer settings of the constructor (``meta_lr``, ...).
+        """
         if not isinstance(policy, Policy) or len(policy.stages) != 1:
             raise ValueError(f"policy must be a Policy with exactly one stage, but got {policy!r}.")
         stage = policy.stages[0]
@@ -252,7 +278,7 @@ class DifferentiablePolicy(nn.Module):
                         f"{op.magnitude_sampling!r} for op {op.name!r}."
                     )
         module = cls([[op.name for op in sub.ops] for sub in stage.sub_policies], temperature=temperature,
-                     hard=hard, seed=seed)
+                     hard=hard, seed=seed, **meta)
         with torch.no_grad():
             for ki, sub in enumerate(stage.sub_policies):
                 for ji, op in enumerate(sub.ops):
@@ -264,4 +290,5 @@ class DifferentiablePolicy(nn.Module):
         return module
 
     def extra_repr(self) -> str:
-        return f"sub_policies={self.num_sub_policies}, temperature={self.temperature}, hard={self.hard}"
+        return (f"sub_policies={self.num_sub_policies}, temperature={self.temperature}, hard={self.hard}, "
+                f"meta_lr={self.meta_lr}, meta_betas={self.meta_betas}")

@@ -22,6 +22,7 @@ stale), as the DARTS-style alternating schemes do.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,6 +36,7 @@ from torch.func import functional_call
 
 from autodata.bilevel.hypergrad import HYPERGRADIENTS, MetaProblem
 from autodata.bilevel.lookahead import VirtualStep
+from autodata.augment._base import IdentityAugment
 from autodata.reweight import BaseReweighter, UniformReweighter
 
 __all__ = ["MetaLearner", "StepInfo"]
@@ -48,16 +50,6 @@ def _per_sample_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
 def _mean_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits, targets)
-
-
-class _NoAugment(nn.Module):
-    """The null augmentation: ``sample`` draws nothing and ``forward`` returns the batch."""
-
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> None:
-        return None
-
-    def forward(self, x: Tensor, params: Any = None) -> Tensor:
-        return x
 
 
 @dataclass(frozen=True)
@@ -97,17 +89,29 @@ class _PendingStep:
 
 
 class _RNGState:
-    """Saves and restores the random state of the CPU and of a CUDA device (dropout masks)."""
+    """The random state of the CPU and of a CUDA device at a forward (its dropout masks)."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, cpu: Tensor | None = None, cuda: Tensor | None = None) -> None:
         self.device = device
-        self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.cpu = torch.get_rng_state() if cpu is None else cpu
+        if cuda is None and device.type == "cuda":
+            cuda = torch.cuda.get_rng_state(device)
+        self.cuda = cuda
 
-    def restore(self) -> None:
-        torch.set_rng_state(self.cpu)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state(self.cuda, self.device)
+    @contextlib.contextmanager
+    def replay(self):
+        """Run a block with this random state, leaving the caller's random state untouched."""
+        with _forked_rng(self.device):
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
+
+
+def _forked_rng(device: torch.device):
+    """Draws inside the block do not advance the caller's global random state."""
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=devices)
 
 
 def _last_parametrized_module(model: nn.Module) -> list[str]:
@@ -193,7 +197,7 @@ class MetaLearner:
         self.model = model
         self.optimizer = optimizer
         self.reweighter = reweighter if reweighter is not None else UniformReweighter()
-        self.augment = augment if augment is not None else _NoAugment()
+        self.augment = augment if augment is not None else IdentityAugment()
         self.method = method
         self.every = every
         self.loss_fn = loss_fn or _per_sample_cross_entropy
@@ -219,6 +223,8 @@ class MetaLearner:
         self.meta_optimizer = meta_optimizer or self._default_meta_optimizer()
         self._meta_data = meta_data
         self._meta_iter: Iterator[tuple[Tensor, Tensor]] | None = None
+        self._meta_drawn = 0  # batches drawn from meta_data (its position when it has no state_dict)
+        self._meta_skip = 0
         self.num_steps = 0
         self.last: StepInfo | None = None
         self._pending: _PendingStep | None = None
@@ -264,6 +270,10 @@ class MetaLearner:
             )
         if self._meta_iter is None:
             self._meta_iter = cycle(self._meta_data)
+            for _ in range(self._meta_skip):  # fast-forward to the position of a loaded state
+                next(self._meta_iter)
+            self._meta_skip = 0
+        self._meta_drawn += 1
         return next(self._meta_iter)
 
     def _check_batch(self, what: str, x: Tensor, y: Tensor) -> None:
@@ -311,11 +321,9 @@ class MetaLearner:
         augment_learns = any(p.requires_grad for p in self.augment.parameters())
 
         def train_loss_at(new: Mapping[str, Tensor]) -> Tensor:
-            rng_before.restore()  # same dropout masks as the real forward
-            with torch.set_grad_enabled(augment_learns):
+            with rng_before.replay(), torch.set_grad_enabled(augment_learns):  # the real forward's dropout masks
                 out = functional_call(self.model, self._virtual_state(new), (self.augment(x, aug_params),))
                 replay = self.loss_fn(out, y)
-            rng_after.restore()
             return (weights * replay).mean()
 
         return train_loss_at
@@ -324,7 +332,8 @@ class MetaLearner:
         """The clean validation loss at given parameter values (``meta_loss_at``)."""
 
         def meta_loss_at(new: Mapping[str, Tensor]) -> Tensor:
-            out = functional_call(self.model, self._virtual_state(new), (x_meta,))
+            with _forked_rng(self.device):  # its dropout draws leave the caller's random state alone
+                out = functional_call(self.model, self._virtual_state(new), (x_meta,))
             self._check_targets("meta", y_meta, out.shape[-1])
             return self.meta_loss_fn(out, y_meta)
 
@@ -514,23 +523,67 @@ class MetaLearner:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Components, meta-optimizer and step count, for ``torch.save``."""
+        """Everything a resumed run needs to continue bit for bit, for ``torch.save``.
+
+        Holds tensors, dicts, lists, numbers and strings only, so ``torch.load(...,
+        weights_only=True)`` reads it: the components, the meta-optimizer, the step count, the
+        augmentation generator, the position in ``meta_data`` and the pending step of the
+        ``online`` method. Save it after ``optimizer.step()``, together with the model's, the
+        optimizer's (and the scheduler's) state and the caller's random state
+        (``torch.get_rng_state()``) when the model draws from it (dropout).
+
+        The position in ``meta_data``: when ``meta_data`` has ``state_dict``/``load_state_dict``
+        (:class:`~autodata.data.DeviceLoader`) its own state is saved; otherwise the number of
+        batches drawn is, and the loaded learner skips that many batches of a fresh iteration,
+        which is exact only when ``meta_data`` yields the same batches each time it is built the
+        same way (a list, a seeded ``DataLoader``).
+        """
+        meta: dict[str, Any] = {"drawn": self._meta_drawn + self._meta_skip}
+        if self._meta_data is not None and hasattr(self._meta_data, "state_dict"):
+            meta["state"] = self._meta_data.state_dict()
         return {
             "num_steps": self.num_steps,
             "reweighter": self.reweighter.state_dict(),
             "augment": self.augment.state_dict(),
             "meta_optimizer": None if self.meta_optimizer is None else self.meta_optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "meta_data": meta,
+            "pending": None if self._pending is None else self._pending_to_state(self._pending),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved."""
+        """Restore what :meth:`state_dict` saved (into a learner built the same way)."""
         self.num_steps = int(state["num_steps"])
         self.reweighter.load_state_dict(state["reweighter"])
         self.augment.load_state_dict(state["augment"])
         if self.meta_optimizer is not None and state.get("meta_optimizer") is not None:
             self.meta_optimizer.load_state_dict(state["meta_optimizer"])
         self.generator.set_state(state["generator"])
+        meta = state.get("meta_data") or {"drawn": 0}
+        self._meta_iter, self._meta_drawn, self._meta_skip = None, int(meta["drawn"]), 0
+        if "state" in meta and self._meta_data is not None and hasattr(self._meta_data, "load_state_dict"):
+            self._meta_data.load_state_dict(meta["state"])
+        else:
+            self._meta_drawn, self._meta_skip = 0, int(meta["drawn"])
+        pending = state.get("pending")
+        self._pending = None if pending is None else self._pending_from_state(pending)
+
+    def _pending_to_state(self, p: _PendingStep) -> dict[str, Any]:
+        params_to_state = getattr(self.augment, "params_to_state", None)
+        return {
+            "index": p.index, "x": p.x, "y": p.y, "losses": p.losses,
+            "aug_params": None if p.aug_params is None else params_to_state(p.aug_params),
+            "rng": {"cpu": p.rng_before.cpu, "cuda": p.rng_before.cuda},
+            "params": p.params, "grads": p.grads, "state": p.state, "groups": p.groups,
+        }
+
+    def _pending_from_state(self, s: Mapping[str, Any]) -> _PendingStep:
+        rng = _RNGState(self.device, s["rng"]["cpu"], s["rng"]["cuda"])
+        aug = s["aug_params"]
+        return _PendingStep(
+            int(s["index"]), s["x"], s["y"], None if aug is None else self.augment.params_from_state(aug),
+            s["losses"], rng, rng, s["params"], s["grads"], s["state"], s["groups"],
+        )
 
 
 def cycle(batches: Iterable[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:

@@ -189,6 +189,9 @@ class DeviceLoader:
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(int(seed))
         self.generator = generator
+        self._pass_start: torch.Tensor | None = None  # generator state when the current pass began
+        self._yielded = 0  # batches yielded in the current pass
+        self._resume: tuple[torch.Tensor, int] | None = None  # set by load_state_dict
 
     @classmethod
     def from_dataset(
@@ -243,10 +246,59 @@ class DeviceLoader:
         return out.mul_(self._scale).add_(self._shift)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        skip = 0
+        if self._resume is not None:  # continue the pass that load_state_dict describes
+            state, skip = self._resume
+            self._resume = None
+            self.generator.set_state(state)
+        self._pass_start, self._yielded = self.generator.get_state(), 0
         order = self._order()  # (N,)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]  # (B,)
-            yield self.augment(self.images[idx]), self.labels[idx]
+            if i < skip:  # fast-forward: the same draws as the batch, without building it
+                if self.crop_padding > 0 or self.flip:
+                    sample_crop_flip(idx.shape[0], self.crop_padding, self.flip, self.generator, self.device)
+                self._yielded += 1
+                continue
+            batch = self.augment(self.images[idx]), self.labels[idx]
+            self._yielded += 1
+            if self._yielded == len(self):  # the pass is complete once its last batch is drawn
+                self._pass_start = None
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position in the data: generator state at the start of the current pass and the
+        number of batches yielded in it (tensors and ints only, for ``torch.load(weights_only=True)``).
+
+        A loader built the same way that loads this state continues the pass exactly where this
+        one stands: its next ``iter()`` yields the same batches, bit for bit. Between passes
+        (before the first, or once a pass's last batch is drawn) the state is the start of the
+        next pass. The state follows the loader's most recent pass; iterate a loader in one place.
+
+        Example:
+            >>> imgs = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
+            >>> a, b = DeviceLoader(imgs, torch.arange(10), 4), DeviceLoader(imgs, torch.arange(10), 4)
+            >>> it = iter(a); _ = next(it)
+            >>> b.load_state_dict(a.state_dict())
+            >>> torch.equal(next(it)[0], next(iter(b))[0])
+            True
+        """
+        if self._resume is not None:
+            state, yielded = self._resume
+            return {"generator": state.clone(), "yielded": yielded}
+        if self._pass_start is None:
+            return {"generator": self.generator.get_state(), "yielded": 0}
+        return {"generator": self._pass_start.clone(), "yielded": self._yielded}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a position saved by :meth:`state_dict`, at the next ``iter()``."""
+        generator, yielded = state.get("generator"), state.get("yielded")
+        if not isinstance(generator, torch.Tensor) or generator.dtype != torch.uint8:
+            raise ValueError(f"state['generator'] must be a uint8 tensor (a generator state), but got {generator!r}.")
+        if isinstance(yielded, bool) or not isinstance(yielded, int) or not 0 <= yielded <= len(self):
+            raise ValueError(f"state['yielded'] must be an int in [0, {len(self)}], but got {yielded!r}.")
+        self._resume = (generator.clone(), yielded)
+        self._pass_start, self._yielded = None, 0
 
 
 class _AugmentedArrays(Dataset):
