@@ -1,0 +1,135 @@
+"""build_run -> Run: stepped by epoch, reproducible from its seed, and resumed bit for bit."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from autodata.augment import Policy, load_policy
+from autodata.bilevel import HYPERGRADIENTS
+from autodata.train import TrainConfig, build_run
+
+POLICIES = __import__("pathlib").Path(__file__).resolve().parents[2] / "policies"
+
+BASE = dict(dataset="digits", n_train=400, epochs=2, batch_size=64, meta_per_class=4, meta_batch_size=40,
+            noise="symmetric", noise_rate=0.4)
+
+
+def _comparable(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in history]
+
+
+def _same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+CASES = {
+    **{f"mwn-{m}": dict(reweighter="mwn", method=m) for m in HYPERGRADIENTS},
+    "mwn-exact-every2": dict(reweighter="mwn", method="exact", every=2),
+    "l2rw-exact": dict(reweighter="l2rw", method="exact"),
+    "learned-policy-fd": dict(augment="learned", policy_ops=("Rotate", "Invert", "Contrast"), method="fd"),
+    "fixed-policy": dict(augment="policy", policy=str(POLICIES / "autoaugment_cifar10.json"), crop_padding=1),
+    "ce-adam": dict(optimizer="adam", lr=1e-3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_resume_from_a_saved_state_is_bit_identical(case: str, tmp_path) -> None:
+    config = TrainConfig(**{**BASE, **CASES[case]})
+    whole = build_run(config)
+    whole.fit()
+
+    first = build_run(config)
+    first.run_epoch()
+    torch.save(first.state_dict(), tmp_path / "last.pt")
+    resumed = build_run(config)
+    resumed.load_state_dict(torch.load(tmp_path / "last.pt", weights_only=True))
+    assert resumed.epoch == 1
+    resumed.fit()
+
+    assert _comparable(resumed.history) == _comparable(whole.history)
+    assert _same_parameters(resumed.model, whole.model)
+    assert _same_parameters(resumed.learner.reweighter, whole.learner.reweighter)
+    assert _same_parameters(resumed.learner.augment, whole.learner.augment)
+
+
+def test_two_runs_of_one_config_are_identical_and_leave_the_global_random_state_alone() -> None:
+    config = TrainConfig(**{**BASE, "reweighter": "mwn", "method": "online"})
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a, b = build_run(config), build_run(config)
+    a.fit()
+    b.fit()
+    assert torch.equal(torch.get_rng_state(), before)
+    assert _comparable(a.history) == _comparable(b.history)
+    assert _same_parameters(a.model, b.model)
+    other = build_run(config.replace(seed=1))
+    other.run_epoch()
+    assert other.history[0]["train_loss"] != a.history[0]["train_loss"]
+
+
+def test_the_run_steps_by_epoch_and_reports_metrics() -> None:
+    run = build_run(TrainConfig(**{**BASE, "reweighter": "mwn", "val_per_class": 3}))
+    record = run.run_epoch()
+    assert run.epoch == 1 and not run.finished
+    assert {"epoch", "train_loss", "meta_loss", "lr", "val_accuracy", "val_loss", "test_accuracy", "test_loss"} <= set(record)
+    assert math.isfinite(record["meta_loss"]) and 0 <= record["test_accuracy"] <= 100
+    run.fit()
+    assert run.finished and len(run.history) == 2
+    assert run.history[1]["lr"] < run.history[0]["lr"]  # cosine schedule, stepped per epoch
+    with pytest.raises(ValueError, match="the run is finished"):
+        run.train_epoch()
+    # the held-out splits are disjoint from the training set and clean
+    assert len(run.data.val) == 30 and len(run.data.meta) == 40
+    assert len(run.data.train) == 400 - 30 - 40
+    assert run.data.noise is not None and 0.25 < run.data.noise.noise_rate < 0.5
+
+
+def test_evaluate_names_a_missing_split() -> None:
+    run = build_run(TrainConfig(**{**BASE, "epochs": 1}))
+    with pytest.raises(ValueError, match="no val split; set val_per_class"):
+        run.evaluate("val")
+    with pytest.raises(ValueError, match="split must be one of"):
+        run.evaluate("train")
+
+
+def test_set_policy_swaps_the_augmentation_and_survives_a_checkpoint(tmp_path) -> None:
+    config = TrainConfig(**{**BASE, "epochs": 3})
+    run = build_run(config)
+    run.run_epoch()
+    policy = load_policy(POLICIES / "trivialaugment.json")
+    run.set_policy(policy)
+    assert run.policy() == policy
+    torch.save(run.state_dict(), tmp_path / "last.pt")
+    resumed = build_run(config)
+    resumed.load_state_dict(torch.load(tmp_path / "last.pt", weights_only=True))
+    assert resumed.policy() == policy
+    run.fit()
+    resumed.fit()
+    assert _comparable(resumed.history) == _comparable(run.history)
+    with pytest.raises(TypeError, match="policy must be a Policy"):
+        run.set_policy("trivialaugment.json")
+    learned = build_run(TrainConfig(**{**BASE, "augment": "learned", "policy_ops": ("Rotate",)}))
+    with pytest.raises(ValueError, match="learns its policy"):
+        learned.set_policy(Policy.identity())
+
+
+def test_a_checkpoint_of_another_config_is_refused(tmp_path) -> None:
+    run = build_run(TrainConfig(**{**BASE, "epochs": 1}))
+    state = run.state_dict()
+    other = build_run(TrainConfig(**{**BASE, "epochs": 1, "lr": 0.01}))
+    with pytest.raises(ValueError, match=r"another config \(fields \['lr'\] differ\)"):
+        other.load_state_dict(state, "last.pt")
+    with pytest.raises(ValueError, match="must be an autodata run checkpoint"):
+        other.load_state_dict({"model": {}}, "last.pt")
+
+
+def test_a_bad_policy_file_fails_before_any_data_is_read(tmp_path, monkeypatch) -> None:
+    import autodata.train.run as run_module
+
+    bad = tmp_path / "policy.json"
+    bad.write_text('{"format": "autodata.policy", "version": 1, "name": "x", "stages": "oops"}')
+    monkeypatch.setattr(run_module, "build_data", lambda config: pytest.fail("data was read"))
+    with pytest.raises(ValueError, match="policy.json"):
+        build_run(TrainConfig(**{**BASE, "augment": "policy", "policy": str(bad)}))
