@@ -19,6 +19,8 @@ import torch
 from kornia.geometry.transform import warp_affine
 from torch import Tensor
 
+from autodata.data.loader import crop_flip
+
 
 def warp(x: Tensor, matrix: Tensor) -> Tensor:
     """Warp ``x`` (B, C, H, W) with source-to-destination pixel matrices (B, 2, 3); bilinear, zero padding."""
@@ -84,17 +86,15 @@ def crop_pad(x: Tensor, value: Tensor, position: Tensor) -> Tensor:
     """Zero-pad by ``value * size`` pixels and crop back at ``position`` (B, 2) in [0, 1].
 
     Equivalent to torchvision's ``RandomCrop(size, padding=p)``: the content moves by the
-    integer shift ``round((2 * position - 1) * p)``, gathered exactly (no interpolation).
+    integer shift ``round((2 * position - 1) * p)``, gathered exactly (no interpolation) by
+    the loader's own :func:`autodata.data.crop_flip`, the library's one crop-and-flip.
     """
     b, c, h, w = x.shape
-    dx = torch.round((2 * position[:, 0] - 1) * value * w).long()  # (B,)
-    dy = torch.round((2 * position[:, 1] - 1) * value * h).long()
-    ys = torch.arange(h, device=x.device).view(1, h) - dy.view(b, 1)  # (B, H) source rows
-    xs = torch.arange(w, device=x.device).view(1, w) - dx.view(b, 1)  # (B, W) source columns
-    valid = ((ys >= 0) & (ys < h)).view(b, h, 1) & ((xs >= 0) & (xs < w)).view(b, 1, w)  # (B, H, W)
-    index = ys.clamp(0, h - 1).view(b, h, 1) * w + xs.clamp(0, w - 1).view(b, 1, w)  # (B, H, W)
-    out = x.flatten(2).gather(2, index.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
-    return out * valid.unsqueeze(1).to(x.dtype)
+    dx = torch.round((2 * position[:, 0] - 1) * value * w).long()  # (B,) content shift right
+    dy = torch.round((2 * position[:, 1] - 1) * value * h).long()  # (B,) content shift down
+    pad = int(torch.maximum(dx.abs().max(), dy.abs().max())) if b else 0
+    no_flip = torch.zeros(b, dtype=torch.bool, device=x.device)
+    return crop_flip(x, pad - dy, pad - dx, no_flip, pad)
 
 
 def crop_pad_surrogate(x: Tensor, value: Tensor, position: Tensor) -> Tensor:
@@ -104,6 +104,7 @@ def crop_pad_surrogate(x: Tensor, value: Tensor, position: Tensor) -> Tensor:
 
 
 def hflip(x: Tensor, value: Tensor, position: Tensor) -> Tensor:
-    """Mirror left-right; ``value`` is ignored."""
+    """Mirror left-right with :func:`autodata.data.crop_flip` (no crop); ``value`` is ignored."""
     del value, position
-    return x.flip(-1)
+    zeros = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    return crop_flip(x, zeros, zeros, torch.ones_like(zeros, dtype=torch.bool), 0)
