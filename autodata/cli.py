@@ -49,7 +49,7 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from autodata.train import TrainConfig, build_run
+    from autodata.train import TrainConfig, build_run, parse_method
 
     base = TrainConfig(
         dataset="digits", model="small_cnn", noise=args.noise, noise_rate=args.rate, epochs=args.epochs,
@@ -60,7 +60,7 @@ def _demo(args: argparse.Namespace) -> int:
                      f"small CNN, {base.epochs} epochs")
     finals = {}
     for method, title in (("ce", "cross-entropy"), ("mwn", "Meta-Weight-Net")):
-        run = build_run(TrainConfig.from_method(method, **base.to_dict()))
+        run = build_run(base.replace(**parse_method(method)))
         history = run.fit()
         seconds = sum(r["train_seconds"] + r["eval_seconds"] for r in history)
         finals[method] = history[-1]["test_accuracy"]

@@ -258,9 +258,9 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_method(cls, method: str, **fields: Any) -> TrainConfig:
+    def from_method(cls, text: str, /, **fields: Any) -> TrainConfig:
         """A config from a method string such as ``"mwn-last2"`` plus other fields."""
-        return cls(**{**fields, **parse_method(method)})
+        return cls(**{**fields, **parse_method(text)})
 
 
 def _jsonable(value: Any) -> Any:
