@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from autodata._io import append_line, atomic_write_text, torch_save_atomic
+from autodata._io import append_line, atomic_write_text, torch_save_atomic, write_json_atomic
 from autodata.train import Run, TrainConfig, build_run
 
 __all__ = ["RunDirectory", "RunDirectoryError", "train_in_directory"]
@@ -108,12 +108,14 @@ class RunDirectory:
 
     # ------------------------------------------------------------------ results
     def save_final(self, run: Run) -> None:
-        from autodata.augment import save_policy
+        from autodata.augment import Policy, save_policy
 
         torch_save_atomic(self.final_path / "model.pt", run.model.state_dict())
         policy = run.policy()
-        if policy is not None:
+        if isinstance(policy, Policy):
             save_policy(policy, self.final_path / "policy.json")
+        elif policy is not None:  # a PBA policy: its own readable JSON
+            write_json_atomic(self.final_path / "policy.json", policy.to_dict())
         if any(True for _ in run.learner.reweighter.parameters()):
             torch_save_atomic(self.final_path / "reweighter.pt", run.learner.reweighter.state_dict())
         self.write_summary(run)

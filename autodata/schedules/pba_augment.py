@@ -47,9 +47,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autodata.augment._base import BaseAugment
 from autodata.augment._checks import check_generator, check_images
 from autodata.augment._geometric import warp
 from autodata.augment.ops import OPS
+from autodata.data.loader import crop_flip
 from autodata.schedules.pba_policy import NUM_ENTRIES, PBA_OPS, PBAPolicy
 
 CIFAR10_MEAN: tuple[float, float, float] = (0.49139968, 0.48215841, 0.44653091)
@@ -203,7 +205,7 @@ def _new_generator(seed: int | None) -> torch.Generator:
     return g
 
 
-class PBAAugment(nn.Module):
+class PBAAugment(BaseAugment):
     """Apply a PBA policy to a batch, as PBA's training pipeline does for CIFAR.
 
     Args:
@@ -230,6 +232,8 @@ class PBAAugment(nn.Module):
         - x: :math:`(B, C, H, W)` float in ``[0, 1]``, :math:`C \\in \\{1, 3\\}`.
         - output: :math:`(B, C, H, W)`, same dtype and device.
     """
+
+    params_type = PBAParams
 
     def __init__(
         self,
@@ -379,15 +383,11 @@ class PBAAugment(nn.Module):
         for slot in range(2):
             out = self._apply_slot(out, params.op[:, slot], params.level[:, slot], params.sign[:, slot],
                                    params.op_position[:, slot], fill)
-        if self.crop:
-            p = self.pad
-            padded = F.pad(out - fill, (p, p, p, p)) + fill  # (B, C, H + 2p, W + 2p)
-            rows = params.crop[:, 1:2] + torch.arange(h, device=x.device).view(1, h)  # (B, H)
-            cols = params.crop[:, 0:1] + torch.arange(w, device=x.device).view(1, w)  # (B, W)
-            batch = torch.arange(b, device=x.device).view(b, 1, 1)
-            out = padded[batch, :, rows.unsqueeze(2), cols.unsqueeze(1)].permute(0, 3, 1, 2)  # (B, C, H, W)
-        if self.flip:
-            out = torch.where(params.flip.view(b, 1, 1, 1), out.flip(-1), out)
+        if self.crop or self.flip:  # the library's one crop-and-flip, in one gather
+            zeros = torch.zeros(b, dtype=torch.long, device=x.device)
+            top, left = (params.crop[:, 1], params.crop[:, 0]) if self.crop else (zeros, zeros)
+            flips = params.flip if self.flip else torch.zeros(b, dtype=torch.bool, device=x.device)
+            out = crop_flip(out - fill, top, left, flips, self.pad if self.crop else 0) + fill  # (B, C, H, W)
         if self.cutout:
             size = torch.full((b,), self.cutout_size, device=x.device, dtype=torch.long)
             mask = box_mask(h, w, _pixel(params.cutout_position, h, w), size)  # (B, 1, H, W)

@@ -63,7 +63,15 @@ def _build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> t
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
-def _build_augment(config: TrainConfig) -> nn.Module | None:
+def _check_files(config: TrainConfig) -> None:
+    """Read the policy or schedule file, so that a bad one fails before any data is read."""
+    if config.augment == "policy":
+        load_policy(config.policy)
+    elif config.augment == "schedule":
+        _load_schedule(config)
+
+
+def _build_augment(config: TrainConfig, data: RunData) -> nn.Module | None:
     if config.augment == "policy":
         return PolicyAugment(load_policy(config.policy))
     if config.augment == "learned":
@@ -72,19 +80,32 @@ def _build_augment(config: TrainConfig) -> nn.Module | None:
         policy.meta_lr = config.policy_lr
         return policy.to(torch.device(config.device))
     if config.augment == "schedule":
-        from autodata.schedules import load_schedule
-
-        return PolicyAugment(_as_policy(load_schedule(config.policy).policy_at(0)))
+        return _augment_for(_load_schedule(config).policy_at(0), data.normalization.mean)
     return None
 
 
-def _as_policy(policy: Any) -> Policy:
+def _load_schedule(config: TrainConfig) -> Any:
+    """The schedule file of ``config``, stretched to its epochs when its length differs (as PBA does)."""
+    from autodata.schedules import PiecewiseSchedule
+
+    schedule = PiecewiseSchedule.load(config.policy)
+    return schedule if schedule.num_epochs == config.epochs else schedule.stretched(config.epochs)
+
+
+def _augment_for(policy: Any, fill: tuple[float, ...]) -> nn.Module:
+    """The module that applies a fixed policy: an autodata Policy or a PBA policy.
+
+    PBA fills uncovered pixels with 0 in normalised space, which is the dataset's mean: ``fill``.
+    """
     if isinstance(policy, Policy):
+        return PolicyAugment(policy)
+    from autodata.schedules import PBAAugment, PBAPolicy
+
+    if isinstance(policy, PBAPolicy):
+        return PBAAugment(policy, fill=fill)
+    if isinstance(policy, nn.Module) and hasattr(policy, "sample"):
         return policy
-    to_policy = getattr(policy, "to_policy", None)
-    if to_policy is None:
-        raise TypeError(f"policy must be a Policy (or have to_policy()), but got {type(policy).__name__}.")
-    return to_policy()
+    raise TypeError(f"policy must be a Policy, a PBAPolicy or an augmentation module, but got {type(policy).__name__}.")
 
 
 def _build_reweighter(config: TrainConfig) -> nn.Module | None:
@@ -105,8 +126,9 @@ def build_run(config: TrainConfig, data: RunData | None = None) -> Run:
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, but got {type(config).__name__}.")
-    augment = _build_augment(config)  # a bad policy or schedule file fails before any data is read
+    _check_files(config)  # a bad policy or schedule file fails before any data is read
     data = data if data is not None else build_data(config)
+    augment = _build_augment(config, data)
     model = _build_model(config, data)
     optimizer = _build_optimizer(config, model)
     scheduler = _build_scheduler(config, optimizer)
@@ -116,6 +138,22 @@ def build_run(config: TrainConfig, data: RunData | None = None) -> Run:
         seed=derive_seed(config.seed, "augment"),
     )
     return Run(config, data, model, optimizer, scheduler, learner)
+
+
+def _policy_state(policy: Any) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    if isinstance(policy, Policy):
+        return {"kind": "policy", "policy": policy_to_dict(policy)}
+    return {"kind": "pba", "policy": policy.to_dict()}
+
+
+def _policy_from_state(state: dict[str, Any], source: str) -> Any:
+    if state["kind"] == "policy":
+        return policy_from_dict(state["policy"], source)
+    from autodata.schedules import PBAPolicy
+
+    return PBAPolicy.from_dict(state["policy"], source)
 
 
 class Run:
@@ -152,12 +190,7 @@ class Run:
         self._rng = self._initial_rng()
         if config.augment == "policy":
             self._fixed_policy = load_policy(config.policy)
-        if config.augment == "schedule":
-            from autodata.schedules import load_schedule
-
-            self.schedule = load_schedule(config.policy)
-        else:
-            self.schedule = None
+        self.schedule = _load_schedule(config) if config.augment == "schedule" else None
 
     # ------------------------------------------------------------------ randomness
     def _initial_rng(self) -> dict[str, Tensor | None]:
@@ -192,23 +225,18 @@ class Run:
         """Whether all ``config.epochs`` epochs are done."""
         return self.epoch >= self.config.epochs
 
-    def set_policy(self, policy: Policy | nn.Module) -> None:
+    def set_policy(self, policy: Any) -> None:
         """Train the next epochs with another fixed augmentation (PBA swaps policies between epochs).
 
         Args:
-            policy: a :class:`~autodata.augment.Policy` or an augmentation module with
-                ``sample(batch_size, generator)`` and ``forward(x, params)``.
+            policy: a :class:`~autodata.augment.Policy`, a :class:`~autodata.schedules.PBAPolicy`
+                or an augmentation module with ``sample(batch_size, generator)`` and
+                ``forward(x, params)``. A policy (not a module) is saved with the run's state.
         """
         if self.config.augment == "learned":
             raise ValueError("set_policy() needs a run with a fixed augmentation, but this run learns its policy (augment='learned').")
-        if isinstance(policy, Policy):
-            self._fixed_policy = policy
-            module: nn.Module = PolicyAugment(policy)
-        elif isinstance(policy, nn.Module) and hasattr(policy, "sample"):
-            self._fixed_policy = None
-            module = policy
-        else:
-            raise TypeError(f"policy must be a Policy or an augmentation module, but got {type(policy).__name__}.")
+        module = _augment_for(policy, self.data.normalization.mean)
+        self._fixed_policy = None if module is policy else policy
         self.learner.augment = module
 
     def train_epoch(self) -> dict[str, Any]:
@@ -216,7 +244,7 @@ class Run:
         if self.finished:
             raise ValueError(f"the run is finished ({self.epoch} of {self.config.epochs} epochs); nothing to train.")
         if self.schedule is not None:
-            self.set_policy(_as_policy(self.schedule.policy_at(self.epoch)))
+            self.set_policy(self.schedule.policy_at(self.epoch))
         self.model.train()
         start = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
@@ -313,7 +341,7 @@ class Run:
             "learner": self.learner.state_dict(),
             "train_loader": self.data.train_loader.generator.get_state(),
             "rng": dict(self._rng),
-            "policy": None if policy is None else policy_to_dict(policy),
+            "policy": _policy_state(policy),
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
@@ -338,4 +366,4 @@ class Run:
         self.data.train_loader.generator.set_state(state["train_loader"])
         self._rng = {"cpu": state["rng"]["cpu"], "cuda": state["rng"]["cuda"]}
         if state["policy"] is not None:
-            self.set_policy(policy_from_dict(state["policy"], source))
+            self.set_policy(_policy_from_state(state["policy"], source))

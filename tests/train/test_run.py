@@ -31,6 +31,7 @@ CASES = {
     "learned-policy-fd": dict(augment="learned", policy_ops=("Rotate", "Invert", "Contrast"), method="fd"),
     "fixed-policy": dict(augment="policy", policy=str(POLICIES / "autoaugment_cifar10.json"), crop_padding=1),
     "ce-adam": dict(optimizer="adam", lr=1e-3),
+    "pba-schedule": dict(augment="schedule", policy=str(POLICIES / "pba_rcifar10_200.json")),
 }
 
 
@@ -133,3 +134,17 @@ def test_a_bad_policy_file_fails_before_any_data_is_read(tmp_path, monkeypatch) 
     monkeypatch.setattr(run_module, "build_data", lambda config: pytest.fail("data was read"))
     with pytest.raises(ValueError, match="policy.json"):
         build_run(TrainConfig(**{**BASE, "augment": "policy", "policy": str(bad)}))
+
+
+def test_a_schedule_run_swaps_policies_by_epoch_as_the_schedule_says() -> None:
+    from autodata.schedules import PBAAugment, PiecewiseSchedule
+
+    path = POLICIES / "pba_rcifar10_200.json"
+    run = build_run(TrainConfig(**{**BASE, "epochs": 200, "n_train": 100, "augment": "schedule", "policy": str(path)}))
+    schedule = PiecewiseSchedule.load(path)
+    assert isinstance(run.learner.augment, PBAAugment)
+    for epoch in (0, 1):
+        run.train_epoch()
+        assert run.learner.augment.policy == schedule.policy_at(epoch) == run.policy()
+    stretched = build_run(TrainConfig(**{**BASE, "epochs": 400, "n_train": 100, "augment": "schedule", "policy": str(path)}))
+    assert stretched.schedule.policy_at(399) == schedule.policy_at(199)
