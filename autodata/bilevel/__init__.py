@@ -1,15 +1,37 @@
-"""The bilevel meta-gradient engine: learn data components on a clean validation set."""
+"""The bilevel meta-gradient engine: learn data components on a clean validation set.
+
+``engine`` (the step), ``replay`` (recorded forwards at other parameters), ``hypergrad`` (the
+methods, one registry: :data:`HYPERGRADIENTS`), ``online`` (the one-step-late method),
+``lookahead`` (the real optimizers' update rules).
+"""
 from autodata.bilevel.engine import MetaLearner, StepInfo, cycle
-from autodata.bilevel.hypergrad import HYPERGRADIENTS, MetaProblem
+from autodata.bilevel.hypergrad import (
+    HYPERGRADIENTS,
+    Exact,
+    FiniteDifference,
+    HypergradientMethod,
+    LastLayers,
+    MetaProblem,
+    make_method,
+    register,
+)
 from autodata.bilevel.lookahead import SUPPORTED_OPTIMIZERS, VirtualStep, virtual_step
+from autodata.bilevel.online import Online
 
 __all__ = [
+    "Exact",
+    "FiniteDifference",
     "HYPERGRADIENTS",
+    "HypergradientMethod",
+    "LastLayers",
     "MetaLearner",
     "MetaProblem",
+    "Online",
     "SUPPORTED_OPTIMIZERS",
     "StepInfo",
     "VirtualStep",
     "cycle",
+    "make_method",
+    "register",
     "virtual_step",
 ]

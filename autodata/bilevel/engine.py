@@ -2,28 +2,38 @@
 
 Every learnable data component (a sample reweighter, a differentiable augmentation policy) is
 optimized on a clean validation set by the same one-step look-ahead (Shu et al. 2019, Alg. 1;
-Liu et al. 2019, eq. 7; Li et al. 2020, eq. 9):
+Liu et al. 2019, eq. 7; Li et al. 2020, eq. 9). One step:
 
-    1. forward the (augmented) training batch, per-sample losses ``l_i``, weights ``w_i``;
-    2. ``theta' = step(theta, grad_theta mean(w * l))`` with the user's real optimizer's rule;
-    3. hypergradient of the validation loss at ``theta'`` to the components' parameters ``phi``
-       (by the method named in ``method``), and one meta-optimizer step on ``phi``;
-    4. return ``mean(w_new * l)``, the loss of the real step, on the SAME forward graph.
+    1. forward the (augmented) training batch once: per-sample losses ``l_i``;
+    2. the reweighter gives the meta step's weights ``w_i`` and the meta-parameters ``phi`` they
+       depend on (:meth:`~autodata.reweight.BaseReweighter.step_weights`), the augmentation
+       adds its own parameters;
+    3. ``theta' = step(theta, grad_theta mean(w * l))`` with the user's real optimizer's rule
+       (:mod:`~autodata.bilevel.lookahead`), and the hypergradient of the validation loss at
+       ``theta'`` to ``phi`` by the method object (:mod:`~autodata.bilevel.hypergrad`); one
+       meta-optimizer step on ``phi``;
+    4. return ``mean(w_new * l)``, the loss of the real step, on the SAME forward graph, with the
+       reweighter's weights after the update
+       (:meth:`~autodata.reweight.BaseReweighter.real_weights`).
 
 The user keeps the loop: ``loss = learner.step(x, y)`` replaces ``loss = criterion(model(x), y)``
-and the rest (``backward``, ``optimizer.step``, schedulers, autocast) stays as it was.
+and the rest (``backward``, ``optimizer.step``, schedulers, autocast) stays as it was. Between
+meta steps (``every=k``) a step is step 1 and 4 with the current weights. The ``online`` method
+(:mod:`~autodata.bilevel.online`) instead takes the real optimizer step as its look-ahead and
+applies it one step late.
 
-The virtual forwards run through :func:`torch.func.functional_call` with copies of the buffers,
-so the look-ahead never moves BatchNorm statistics, the optimizer's state or the parameters.
-The real forward of step 1 is the one forward a plain step would make: BatchNorm statistics
-move once per step, as in plain training. Step 4 reuses that forward; for an augmentation
-policy this means the real step sees the images drawn before the policy's update (one step
-stale), as the DARTS-style alternating schemes do.
+The virtual forwards (:mod:`~autodata.bilevel.replay`) run through
+:func:`torch.func.functional_call` with copies of the buffers and inside a fork of the random
+state, so the look-ahead never moves BatchNorm statistics, the optimizer's state, the parameters
+or the caller's random stream. The real forward of step 1 is the one forward a plain step would
+make: BatchNorm statistics move once per step, as in plain training. Step 4 reuses that forward;
+for an augmentation policy this means the real step sees the images drawn before the policy's
+update (one step stale), as the DARTS-style alternating schemes do.
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
+import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,14 +42,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
-from autodata.bilevel.hypergrad import HYPERGRADIENTS, MetaProblem
+from autodata.augment import BaseAugment, IdentityAugment
+from autodata.bilevel import _checks
+from autodata.bilevel.hypergrad import HypergradientMethod, MetaProblem, check_radius, make_method
 from autodata.bilevel.lookahead import VirtualStep
-from autodata.augment._base import IdentityAugment
+from autodata.bilevel.online import OnlineUpdater
+from autodata.bilevel.replay import RandomState, RecordedForward, Replay
 from autodata.reweight import BaseReweighter, UniformReweighter
 
-__all__ = ["MetaLearner", "StepInfo"]
+__all__ = ["MetaLearner", "StepInfo", "cycle"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -71,56 +83,43 @@ class StepInfo:
     weights: Tensor
 
 
-@dataclass
-class _PendingStep:
-    """A forward of the ``online`` method, completed by the optimizer hook when its step is taken."""
+class _MetaStream:
+    """Clean validation batches from ``meta_data``, cycled, with a position that can be saved."""
 
-    index: int
-    x: Tensor
-    y: Tensor
-    aug_params: Any
-    losses: Tensor
-    rng_before: _RNGState
-    rng_after: _RNGState
-    params: dict[str, Tensor] | None = None
-    grads: dict[str, Tensor] | None = None
-    state: dict[str, Any] | None = None
-    groups: dict[str, Any] | None = None
+    def __init__(self, data: Iterable[tuple[Tensor, Tensor]] | None) -> None:
+        self.data = data
+        self._iter: Iterator[tuple[Tensor, Tensor]] | None = None
+        self.drawn = 0  # batches drawn so far
+        self._skip = 0  # batches a fresh iteration skips (a loaded position without state_dict)
 
+    def next(self) -> tuple[Tensor, Tensor]:
+        if self.data is None:
+            raise ValueError(
+                "step() needs a clean validation batch: pass x_meta and y_meta, or give the "
+                "MetaLearner meta_data=<an iterable of (x, y) batches>."
+            )
+        if self._iter is None:
+            self._iter = cycle(self.data)
+            for _ in range(self._skip):
+                next(self._iter)
+            self._skip = 0
+        batch = next(self._iter)
+        self.drawn += 1
+        return batch
 
-class _RNGState:
-    """The random state of the CPU and of a CUDA device at a forward (its dropout masks)."""
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"drawn": self.drawn}
+        if hasattr(self.data, "state_dict"):
+            state["state"] = self.data.state_dict()
+        return state
 
-    def __init__(self, device: torch.device, cpu: Tensor | None = None, cuda: Tensor | None = None) -> None:
-        self.device = device
-        self.cpu = torch.get_rng_state() if cpu is None else cpu
-        if cuda is None and device.type == "cuda":
-            cuda = torch.cuda.get_rng_state(device)
-        self.cuda = cuda
-
-    @contextlib.contextmanager
-    def replay(self):
-        """Run a block with this random state, leaving the caller's random state untouched."""
-        with _forked_rng(self.device):
-            torch.set_rng_state(self.cpu)
-            if self.cuda is not None:
-                torch.cuda.set_rng_state(self.cuda, self.device)
-            yield
-
-
-def _forked_rng(device: torch.device):
-    """Draws inside the block do not advance the caller's global random state."""
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    return torch.random.fork_rng(devices=devices)
-
-
-def _last_parametrized_module(model: nn.Module) -> list[str]:
-    last: list[str] = []
-    for prefix, module in model.named_modules():
-        own = [f"{prefix}.{n}" if prefix else n for n, p in module.named_parameters(recurse=False) if p.requires_grad]
-        if own:
-            last = own
-    return last
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._iter, self.drawn = None, int(state["drawn"])
+        if "state" in state and hasattr(self.data, "load_state_dict"):
+            self.data.load_state_dict(state["state"])
+            self._skip = 0
+        else:  # fast-forward a fresh iteration, which must be deterministic from construction
+            self._skip = self.drawn
 
 
 class MetaLearner:
@@ -131,34 +130,38 @@ class MetaLearner:
         optimizer: the user's real optimizer over the model's parameters (SGD, Adam or AdamW);
             the look-ahead reproduces its update, state included.
         reweighter: per-sample weights (:class:`~autodata.MetaWeightNet`,
-            :class:`~autodata.L2RW`); default uniform weights.
-        augment: a differentiable augmentation policy, anything with
-            ``sample(batch_size, generator) -> params`` and ``forward(x, params) -> x``; its
-            ``parameters()`` are meta-parameters. Default: no augmentation.
+            :class:`~autodata.L2RW`); default :class:`~autodata.UniformReweighter`.
+        augment: an :class:`~autodata.augment.BaseAugment` (a learnable
+            :class:`~autodata.augment.DifferentiablePolicy`, a fixed
+            :class:`~autodata.augment.PolicyAugment`); its trainable parameters are
+            meta-parameters. Default :class:`~autodata.augment.IdentityAugment`.
         meta_data: where clean validation batches come from when :meth:`step` is not given
             one: any iterable of ``(x, y)`` batches (a ``DataLoader``), cycled.
-        method: hypergradient method: ``"exact"``, ``"fd"`` (finite differences), ``"last"``
-            (exact, look-ahead on the last layer only; see ``last_layers``) or ``"online"``
-            (finite differences of the real step just taken, applied one step late: no extra
-            backward; needs ``optimizer.step()`` after each ``step``).
+        method: hypergradient method, a name in
+            :data:`~autodata.bilevel.HYPERGRADIENTS` or a method object: ``"exact"``
+            (:class:`~autodata.bilevel.Exact`), ``"fd"`` (finite differences,
+            :class:`~autodata.bilevel.FiniteDifference`), ``"last"`` (exact, look-ahead on the
+            last layer only, :class:`~autodata.bilevel.LastLayers`) or ``"online"`` (finite
+            differences of the real step just taken, applied one step late: no extra backward;
+            needs one ``optimizer.step()`` after each ``step``, :class:`~autodata.bilevel.Online`).
         every: update the data components every ``every`` steps (1: every step).
-        meta_optimizer: optimizer over the components' parameters; default Adam with each
-            component's ``meta_lr`` and ``meta_weight_decay``.
+        meta_optimizer: optimizer over the components' parameters; default Adam over the
+            groups of each component's ``meta_param_groups()``.
         loss_fn: per-sample training loss ``(output, target) -> (B,)``; default cross-entropy.
         meta_loss_fn: validation loss ``(output, target) -> scalar``; default cross-entropy.
-        last_layers: parameter names for ``method="last"``; default the parameters of the
-            model's last module that has any (usually the classifier).
+        last_layers: for a named ``method="last"``: its ``layers`` (parameter names); default
+            the parameters of the model's last module that has any (usually the classifier).
         on_nonfinite: ``"raise"`` (default) raises on a NaN/inf meta loss or hypergradient;
             ``"skip"`` skips that meta update with a warning. A non-finite training loss
             always raises, before anything is changed.
-        fd_radius: finite-difference radius for ``method="fd"`` and ``"online"``.
+        fd_radius: for a named ``"fd"`` or ``"online"`` method: its ``radius`` (default 1e-2).
         seed: seed of the generator that samples augmentations.
 
     Example:
         >>> model = torch.nn.Linear(4, 3)
         >>> opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         >>> from autodata import MetaWeightNet
-        >>> learner = MetaLearner(model, opt, reweighter=MetaWeightNet())
+        >>> learner = MetaLearner(model, opt, reweighter=MetaWeightNet(), method="fd")
         >>> x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
         >>> loss = learner.step(x, y, x, y)  # instead of F.cross_entropy(model(x), y)
         >>> opt.zero_grad(); loss.backward(); opt.step()
@@ -170,24 +173,22 @@ class MetaLearner:
         optimizer: torch.optim.Optimizer,
         *,
         reweighter: BaseReweighter | None = None,
-        augment: nn.Module | None = None,
+        augment: BaseAugment | None = None,
         meta_data: Iterable[tuple[Tensor, Tensor]] | None = None,
-        method: str = "exact",
+        method: str | HypergradientMethod = "exact",
         every: int = 1,
         meta_optimizer: torch.optim.Optimizer | None = None,
         loss_fn: LossFn | None = None,
         meta_loss_fn: LossFn | None = None,
         last_layers: Sequence[str] | None = None,
         on_nonfinite: str = "raise",
-        fd_radius: float = 1e-2,
+        fd_radius: float | None = None,
         seed: int = 0,
     ) -> None:
-        if method not in HYPERGRADIENTS:
-            raise ValueError(f"method must be one of {sorted(HYPERGRADIENTS)}, but got {method!r}.")
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, but got {every!r}.")
-        if on_nonfinite not in ("raise", "skip"):
-            raise ValueError(f"on_nonfinite must be 'raise' or 'skip', but got {on_nonfinite!r}.")
+        self.every = _checks.check_every(every)
+        self.on_nonfinite = _checks.check_on_nonfinite(on_nonfinite)
+        if fd_radius is not None:
+            check_radius(fd_radius, "fd_radius")
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not params:
             raise ValueError(
@@ -196,60 +197,39 @@ class MetaLearner:
             )
         self.model = model
         self.optimizer = optimizer
+        self.params = params
+        self.device = next(iter(params.values())).device
         self.reweighter = reweighter if reweighter is not None else UniformReweighter()
-        self.augment = augment if augment is not None else IdentityAugment()
-        self.method = method
-        self.every = every
+        self.augment = augment if augment is not None else IdentityAugment()  # checked by the setter
+        layers = _checks.check_last_layers(last_layers, params)
         self.loss_fn = loss_fn or _per_sample_cross_entropy
         self.meta_loss_fn = meta_loss_fn or _mean_cross_entropy
         self._check_labels = loss_fn is None and meta_loss_fn is None
-        self.on_nonfinite = on_nonfinite
-        self.fd_radius = fd_radius
-        self.params = params
         self.lookahead = VirtualStep(optimizer, params)
-        self.last_names = list(last_layers) if last_layers is not None else _last_parametrized_module(model)
-        unknown = [n for n in self.last_names if n not in params]
-        if unknown:
-            raise ValueError(f"last_layers must name trainable parameters of the model, but got unknown {unknown}.")
-        self.device = next(iter(params.values())).device
-        for name, component in (("reweighter", self.reweighter), ("augment", self.augment)):
-            for p in component.parameters():
-                if p.device != self.device:
-                    raise ValueError(
-                        f"the {name}'s parameters are on {p.device} but the model is on "
-                        f"{self.device}; move it with .to({str(self.device)!r})."
-                    )
+        self.replay = Replay(model, params, self.augment, self.loss_fn, self.meta_loss_fn, self._check_targets)
+        self.method = make_method(method, radius=fd_radius, layers=layers).bind(self)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.meta_optimizer = meta_optimizer or self._default_meta_optimizer()
-        self._meta_data = meta_data
-        self._meta_iter: Iterator[tuple[Tensor, Tensor]] | None = None
-        self._meta_drawn = 0  # batches drawn from meta_data (its position when it has no state_dict)
-        self._meta_skip = 0
+        self._meta = _MetaStream(meta_data)
         self.num_steps = 0
         self.last: StepInfo | None = None
-        self._pending: _PendingStep | None = None
-        self._hook = None
-        if method == "online":
-            if self.reweighter.per_batch:
-                raise ValueError(
-                    f"method='online' updates the components one step late, which a per-batch "
-                    f"reweighter ({type(self.reweighter).__name__}) cannot be; use 'exact' or 'fd'."
-                )
-            self._hook = optimizer.register_step_pre_hook(self._record_real_step)
+        self._closed = False
+        self._online = OnlineUpdater(self, self.method) if self.method.delayed and self._learns else None
 
-    # ------------------------------------------------------------------ construction helpers
+    @property
+    def augment(self) -> BaseAugment:
+        """The augmentation; assigning another one (a fixed policy swapped between epochs) is allowed."""
+        return self._augment
+
+    @augment.setter
+    def augment(self, augment: BaseAugment) -> None:
+        _checks.check_components(self.reweighter, augment, self.device)
+        self._augment = augment
+        if hasattr(self, "replay"):
+            self.replay.augment = augment
+
     def _default_meta_optimizer(self) -> torch.optim.Optimizer | None:
-        groups = []
-        for component, lr in ((self.reweighter, 1e-3), (self.augment, 5e-3)):
-            params = [p for p in component.parameters() if p.requires_grad]
-            if params:
-                groups.append(
-                    {
-                        "params": params,
-                        "lr": getattr(component, "meta_lr", lr),
-                        "weight_decay": getattr(component, "meta_weight_decay", 0.0),
-                    }
-                )
+        groups = [*self.reweighter.meta_param_groups(), *self.augment.meta_param_groups()]
         return torch.optim.Adam(groups) if groups else None
 
     @property
@@ -259,252 +239,106 @@ class MetaLearner:
 
     @property
     def _learns(self) -> bool:
-        return self.reweighter.per_batch or bool(self.meta_parameters)
-
-    # ------------------------------------------------------------------ input checks
-    def _next_meta_batch(self) -> tuple[Tensor, Tensor]:
-        if self._meta_data is None:
-            raise ValueError(
-                "step() needs a clean validation batch: pass x_meta and y_meta, or give the "
-                "MetaLearner meta_data=<an iterable of (x, y) batches>."
-            )
-        if self._meta_iter is None:
-            self._meta_iter = cycle(self._meta_data)
-            for _ in range(self._meta_skip):  # fast-forward to the position of a loaded state
-                next(self._meta_iter)
-            self._meta_skip = 0
-        self._meta_drawn += 1
-        return next(self._meta_iter)
-
-    def _check_batch(self, what: str, x: Tensor, y: Tensor) -> None:
-        if x.shape[0] == 0:
-            raise ValueError(f"the {what} batch is empty (0 samples); the meta set needs at least one sample.")
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"the {what} batch has {x.shape[0]} inputs but {y.shape[0]} targets.")
-        for t in (x, y):
-            if t.device != self.device:
-                raise ValueError(
-                    f"the {what} batch is on {t.device} but the model is on {self.device}; "
-                    f"move it with .to({str(self.device)!r})."
-                )
-
-    def _check_targets(self, what: str, y: Tensor, num_classes: int) -> None:
-        if not self._check_labels:
-            return
-        if y.dtype.is_floating_point:
-            return  # soft targets: cross_entropy checks their shape
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi >= num_classes:
-            raise ValueError(
-                f"{what} labels must lie in [0, {num_classes}) for a model with {num_classes} "
-                f"outputs, but got labels from {lo} to {hi}."
-            )
-
-    def _nonfinite(self, message: str) -> None:
-        if self.on_nonfinite == "raise":
-            raise FloatingPointError(message + " Pass on_nonfinite='skip' to skip such meta updates.")
-        warnings.warn(message + " The meta update is skipped.", RuntimeWarning, stacklevel=3)
-
-    def _snapshot_buffers(self) -> dict[str, Tensor]:
-        return {n: b.clone() for n, b in self.model.named_buffers()}
-
-    # ------------------------------------------------------------------ virtual forwards
-    def _virtual_state(self, new: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        state = {n: new[n] if n in new else p.detach() for n, p in self.params.items()}
-        state.update({n: b.clone() for n, b in self.model.named_buffers()})  # BN stats stay put
-        return state
-
-    def _replay_loss(
-        self, x: Tensor, y: Tensor, aug_params: Any, weights: Tensor, rng_before: _RNGState, rng_after: _RNGState
-    ) -> Callable[[Mapping[str, Tensor]], Tensor]:
-        """The training loss of a recorded forward, at other parameter values (``train_loss_at``)."""
-        augment_learns = any(p.requires_grad for p in self.augment.parameters())
-
-        def train_loss_at(new: Mapping[str, Tensor]) -> Tensor:
-            with rng_before.replay(), torch.set_grad_enabled(augment_learns):  # the real forward's dropout masks
-                out = functional_call(self.model, self._virtual_state(new), (self.augment(x, aug_params),))
-                replay = self.loss_fn(out, y)
-            return (weights * replay).mean()
-
-        return train_loss_at
-
-    def _meta_loss(self, x_meta: Tensor, y_meta: Tensor) -> Callable[[Mapping[str, Tensor]], Tensor]:
-        """The clean validation loss at given parameter values (``meta_loss_at``)."""
-
-        def meta_loss_at(new: Mapping[str, Tensor]) -> Tensor:
-            with _forked_rng(self.device):  # its dropout draws leave the caller's random state alone
-                out = functional_call(self.model, self._virtual_state(new), (x_meta,))
-            self._check_targets("meta", y_meta, out.shape[-1])
-            return self.meta_loss_fn(out, y_meta)
-
-        return meta_loss_at
+        return self.reweighter.learns or self.augment.learns
 
     # ------------------------------------------------------------------ the verb
     def step(self, x: Tensor, y: Tensor, x_meta: Tensor | None = None, y_meta: Tensor | None = None) -> Tensor:
         """Update the data components (every ``every`` steps) and return the real step's loss.
 
         Call it where the loop computed its loss; back-propagate the result and step the
-        optimizer as before.
+        optimizer as before. A step that raises counts for nothing (``num_steps`` stays).
 
         Args:
             x: training inputs, shape ``(B, ...)``, on the model's device.
             y: training targets, shape ``(B,)``.
-            x_meta: clean validation inputs; drawn from ``meta_data`` when omitted.
-            y_meta: clean validation targets.
+            x_meta: clean validation inputs, shape ``(M, ...)`` like ``x``; drawn from
+                ``meta_data`` when omitted.
+            y_meta: clean validation targets, shape ``(M,)``.
 
         Returns:
             The scalar training loss ``mean(w * l)`` with its graph to the model's parameters.
         """
-        self._check_batch("training", x, y)
+        _checks.check_batch("training", x, y, self.device)
         index = self.num_steps
-        self.num_steps += 1
-        if self.method == "online" and self._learns:
-            return self._online_step(index, x, y, x_meta, y_meta)
-        if not self._learns or index % self.every != 0:
-            return self._plain_step(index, x, y)
+        due = index % self.every == 0
+        if self._online is not None:
+            loss = self._online.step(index, x, y, x_meta, y_meta, due)
+        elif self._learns and due and not self._closed:
+            loss = self._meta_step(index, x, y, *self._meta_batch(x, y, x_meta, y_meta))
+        else:
+            loss = self._reweighted_loss(self._real_forward(index, x, y, replayable=False), False, math.nan)
+        self.num_steps = index + 1
+        return loss
+
+    # ------------------------------------------------------------------ pieces of a step
+    def _meta_batch(
+        self, x: Tensor, y: Tensor, x_meta: Tensor | None, y_meta: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         if x_meta is None or y_meta is None:
-            x_meta, y_meta = self._next_meta_batch()
-        self._check_batch("meta", x_meta, y_meta)
-        return self._meta_step(index, x, y, x_meta, y_meta)
+            x_meta, y_meta = self._meta.next()
+        _checks.check_batch("meta", x_meta, y_meta, self.device, like=(x, y))
+        return x_meta, y_meta
 
-    def _per_sample_losses(self, index: int, logits: Tensor, y: Tensor, buffers: dict[str, Tensor]) -> Tensor:
-        self._check_targets("training", y, logits.shape[-1])
-        losses = self.loss_fn(logits, y)
-        if losses.dim() != 1 or losses.shape[0] != y.shape[0]:
-            raise ValueError(f"loss_fn must return per-sample losses of shape ({y.shape[0]},), but got {tuple(losses.shape)}.")
-        if not torch.isfinite(losses).all():
-            bad = int((~torch.isfinite(losses)).sum())
-            with torch.no_grad():  # undo the forward's BatchNorm update: the model loses nothing
-                for name, b in self.model.named_buffers():
-                    b.copy_(buffers[name])
-            raise FloatingPointError(
-                f"step {index}: the training loss is not finite for {bad} of {losses.numel()} "
-                f"samples. Nothing was updated; check the inputs for NaN/inf and lower the "
-                f"learning rate."
-            )
-        return losses
+    def _check_targets(self, what: str, y: Tensor, num_classes: int) -> None:
+        if self._check_labels:
+            _checks.check_targets(what, y, num_classes)
 
-    def _real_forward(
-        self, index: int, x: Tensor, y: Tensor, *, replayable: bool, augment_grad: bool = False
-    ) -> tuple[Tensor, Any, _RNGState | None, _RNGState | None]:
-        """The step's one real forward: BN statistics move once, as in plain training.
-
-        Returns the per-sample losses, the sampled augmentation and, when ``replayable``, the
-        random state before and after the forward (to replay its dropout masks).
-        """
-        buffers = self._snapshot_buffers()
-        rng_before = _RNGState(self.device) if replayable else None
+    def _real_forward(self, index: int, x: Tensor, y: Tensor, *, replayable: bool) -> RecordedForward:
+        """The step's one real forward: BN statistics move once, as in plain training."""
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        rng = RandomState.capture(self.device) if replayable else None
         aug_params = self.augment.sample(x.shape[0], self.generator)
-        with torch.set_grad_enabled(augment_grad):
+        with torch.set_grad_enabled(replayable and self.augment.learns and not self.method.delayed):
             x_aug = self.augment(x, aug_params)
-        losses = self._per_sample_losses(index, self.model(x_aug), y, buffers)
-        rng_after = _RNGState(self.device) if replayable else None
-        return losses, aug_params, rng_before, rng_after
+        logits = self.model(x_aug)
+        self._check_targets("training", y, logits.shape[-1])
+        losses = self.loss_fn(logits, y)  # (B,)
+        _checks.check_losses(index, losses, y.shape[0], self.model, buffers)
+        return RecordedForward(index, x, y, aug_params, losses, rng)
 
-    def _reweighted_loss(self, index: int, losses: Tensor, y: Tensor, updated: bool, meta_loss: float) -> Tensor:
-        """``mean(w * l)`` with the reweighter's current weights, recorded in :attr:`last`."""
+    def _step_weights(self, losses: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The meta step's weights and meta-parameters: the reweighter's, then the augmentation's."""
+        weights, params = self.reweighter.step_weights(losses.detach(), y)
+        return weights, [*params, *(p for p in self.augment.parameters() if p.requires_grad)]
+
+    def _reweighted_loss(
+        self, forward: RecordedForward, updated: bool, meta_loss: float, hypergrads: Sequence[Tensor] | None = None
+    ) -> Tensor:
+        """``mean(w * l)`` with the reweighter's real weights, recorded in :attr:`last`."""
+        losses = forward.losses
         with torch.no_grad():
-            weights = self.reweighter(losses.detach(), y)
-        self.last = StepInfo(index, updated, float(losses.detach().mean()), meta_loss, weights)
-        return (weights * losses).mean()
-
-    def _plain_step(self, index: int, x: Tensor, y: Tensor) -> Tensor:
-        losses, _, _, _ = self._real_forward(index, x, y, replayable=False)
-        return self._reweighted_loss(index, losses, y, False, float("nan"))
+            if hypergrads is None:
+                weights = self.reweighter(losses.detach(), forward.y)
+            else:
+                weights = self.reweighter.real_weights(losses.detach(), forward.y, hypergrads if updated else None)
+        self.last = StepInfo(forward.index, updated, float(losses.detach().mean()), meta_loss, weights.detach())
+        return (weights.detach() * losses).mean()
 
     def _meta_step(self, index: int, x: Tensor, y: Tensor, x_meta: Tensor, y_meta: Tensor) -> Tensor:
-        losses, aug_params, rng_before, rng_after = self._real_forward(
-            index, x, y, replayable=True, augment_grad=True
-        )
-
-        per_batch = self.reweighter.per_batch
-        if per_batch:
-            zero_weights = torch.zeros_like(losses.detach(), requires_grad=True)
-            weights = zero_weights
-            meta_params = [zero_weights, *(p for p in self.augment.parameters() if p.requires_grad)]
-        else:
-            weights = self.reweighter(losses.detach(), y)
-            meta_params = self.meta_parameters
-        train_loss_at = self._replay_loss(x, y, aug_params, weights, rng_before, rng_after)
-        meta_loss_at = self._meta_loss(x_meta, y_meta)
-
+        forward = self._real_forward(index, x, y, replayable=True)
+        weights, meta_params = self._step_weights(forward.losses, y)
         problem = MetaProblem(
             params=self.params,
-            train_loss=(weights * losses).mean(),
-            train_loss_at=train_loss_at,
+            train_loss=(weights * forward.losses).mean(),
+            train_loss_at=self.replay.train_loss_at(forward, weights),
             lookahead=self.lookahead,
-            meta_loss_at=meta_loss_at,
+            meta_loss_at=self.replay.meta_loss_at(x_meta, y_meta),
             meta_params=meta_params,
-            last_names=self.last_names,
-            fd_radius=self.fd_radius,
         )
-        hypergrads, meta_loss = HYPERGRADIENTS[self.method](problem)
+        hypergrads, meta_loss = self.method(problem)
+        updated = self._apply_hypergradients(index, meta_params, hypergrads, meta_loss)
+        own = len(meta_params) - sum(1 for p in self.augment.parameters() if p.requires_grad)
+        return self._reweighted_loss(forward, updated, float(meta_loss), hypergrads[:own])
 
-        updated = self._apply_hypergradients(index, meta_params, hypergrads, meta_loss, per_batch)
-        with torch.no_grad():
-            if per_batch:
-                real_weights = (
-                    self.reweighter.weights_from_hypergradient(hypergrads[0]) if updated else torch.ones_like(losses)
-                )
-            else:
-                real_weights = self.reweighter(losses.detach(), y)
-        self.last = StepInfo(index, updated, float(losses.detach().mean()), float(meta_loss), real_weights)
-        return (real_weights.detach() * losses).mean()
-
-    def _record_real_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        """Optimizer step pre-hook (``online``): record the real step's gradient and pre-step state."""
-        pending = self._pending
-        if pending is None or pending.grads is not None:
-            return
-        pending.params = {n: p.detach().clone() for n, p in self.params.items()}
-        pending.grads = {
-            n: torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for n, p in self.params.items()
-        }
-        pending.state = self.lookahead.snapshot_state()
-        pending.groups = self.lookahead.snapshot_groups()
-
-    def _online_step(
-        self, index: int, x: Tensor, y: Tensor, x_meta: Tensor | None, y_meta: Tensor | None
-    ) -> Tensor:
-        updated, meta_loss = False, float("nan")
-        record, self._pending = self._pending, None
-        if record is not None and record.grads is not None:  # the real step of that batch was taken
-            if x_meta is None or y_meta is None:
-                x_meta, y_meta = self._next_meta_batch()
-            self._check_batch("meta", x_meta, y_meta)
-            weights = self.reweighter(record.losses, record.y)  # graph to the reweighter's parameters
-            meta_params = self.meta_parameters
-            problem = MetaProblem(
-                params=record.params,
-                train_loss=None,
-                train_loss_at=self._replay_loss(
-                    record.x, record.y, record.aug_params, weights, record.rng_before, record.rng_after
-                ),
-                lookahead=lambda g: self.lookahead(g, params=record.params, state=record.state, groups=record.groups),
-                meta_loss_at=self._meta_loss(x_meta, y_meta),
-                meta_params=meta_params,
-                fd_radius=self.fd_radius,
-                grads=record.grads,
-            )
-            hypergrads, loss = HYPERGRADIENTS["online"](problem)
-            meta_loss = float(loss)
-            updated = self._apply_hypergradients(record.index, meta_params, hypergrads, loss, False)
-
-        record_this = index % self.every == 0
-        losses, aug_params, rng_before, rng_after = self._real_forward(index, x, y, replayable=record_this)
-        if record_this:
-            self._pending = _PendingStep(index, x, y, aug_params, losses.detach(), rng_before, rng_after)
-        return self._reweighted_loss(index, losses, y, updated, meta_loss)
-
-    def close(self) -> None:
-        """Remove the optimizer hook of the ``online`` method (the learner stops learning)."""
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+    def _nonfinite(self, message: str) -> None:
+        if self.on_nonfinite == "raise":
+            raise FloatingPointError(message + " Pass on_nonfinite='skip' to skip such meta updates.")
+        warnings.warn(message + " The meta update is skipped.", RuntimeWarning, stacklevel=5)
 
     def _apply_hypergradients(
-        self, index: int, meta_params: Sequence[Tensor], hypergrads: Sequence[Tensor], meta_loss: Tensor, per_batch: bool
+        self, index: int, meta_params: Sequence[Tensor], hypergrads: Sequence[Tensor], meta_loss: Tensor
     ) -> bool:
+        """One meta-optimizer step with ``hypergrads``; ``False`` when skipped (non-finite)."""
         if not torch.isfinite(meta_loss):
             self._nonfinite(f"step {index}: the meta (validation) loss at the look-ahead is {float(meta_loss)}.")
             return False
@@ -514,12 +348,18 @@ class MetaLearner:
                 return False
         if self.meta_optimizer is None:
             return True
-        offset = 1 if per_batch else 0
-        for p, g in zip(meta_params[offset:], hypergrads[offset:]):
-            p.grad = g.detach().to(p.dtype)
+        for p, g in zip(meta_params, hypergrads):
+            p.grad = g.detach().to(p.dtype)  # step-local meta-parameters (L2RW) are outside the optimizer
         self.meta_optimizer.step()
         self.meta_optimizer.zero_grad(set_to_none=True)
         return True
+
+    def close(self) -> None:
+        """Remove the optimizer hook of the ``online`` method; later steps are plain (nothing is learned)."""
+        if self._online is not None:
+            self._online.close()
+            self._online = None
+        self._closed = True
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -529,61 +369,44 @@ class MetaLearner:
         weights_only=True)`` reads it: the components, the meta-optimizer, the step count, the
         augmentation generator, the position in ``meta_data`` and the pending step of the
         ``online`` method. Save it after ``optimizer.step()``, together with the model's, the
-        optimizer's (and the scheduler's) state and the caller's random state
-        (``torch.get_rng_state()``) when the model draws from it (dropout).
+        optimizer's (and the scheduler's) state, the training data's position and the caller's
+        random state (``torch.get_rng_state()``) when the model draws from it (dropout).
 
         The position in ``meta_data``: when ``meta_data`` has ``state_dict``/``load_state_dict``
-        (:class:`~autodata.data.DeviceLoader`) its own state is saved; otherwise the number of
-        batches drawn is, and the loaded learner skips that many batches of a fresh iteration,
-        which is exact only when ``meta_data`` yields the same batches each time it is built the
-        same way (a list, a seeded ``DataLoader``).
+        (:class:`~autodata.data.DeviceLoader`) its own state is saved and restored (then iterate
+        it only through this learner); otherwise the number of batches drawn is, and the loaded
+        learner skips that many batches of a fresh iteration, which is exact only when
+        ``meta_data`` yields the same batches each time it is built the same way (a list, a
+        ``DataLoader`` with a seeded ``generator``).
         """
-        meta: dict[str, Any] = {"drawn": self._meta_drawn + self._meta_skip}
-        if self._meta_data is not None and hasattr(self._meta_data, "state_dict"):
-            meta["state"] = self._meta_data.state_dict()
         return {
+            "method": self.method.name,
             "num_steps": self.num_steps,
             "reweighter": self.reweighter.state_dict(),
             "augment": self.augment.state_dict(),
             "meta_optimizer": None if self.meta_optimizer is None else self.meta_optimizer.state_dict(),
             "generator": self.generator.get_state(),
-            "meta_data": meta,
-            "pending": None if self._pending is None else self._pending_to_state(self._pending),
+            "meta_data": self._meta.state_dict(),
+            "pending": None if self._online is None else self._online.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (into a learner built the same way)."""
+        """Restore what :meth:`state_dict` saved, into a learner built the same way."""
+        saved = state.get("method", self.method.name)
+        if saved != self.method.name:
+            raise ValueError(
+                f"the state must come from a learner with method={self.method.name!r}, but got one saved with "
+                f"method={saved!r}."
+            )
         self.num_steps = int(state["num_steps"])
         self.reweighter.load_state_dict(state["reweighter"])
         self.augment.load_state_dict(state["augment"])
         if self.meta_optimizer is not None and state.get("meta_optimizer") is not None:
             self.meta_optimizer.load_state_dict(state["meta_optimizer"])
         self.generator.set_state(state["generator"])
-        meta = state.get("meta_data") or {"drawn": 0}
-        self._meta_iter, self._meta_drawn, self._meta_skip = None, int(meta["drawn"]), 0
-        if "state" in meta and self._meta_data is not None and hasattr(self._meta_data, "load_state_dict"):
-            self._meta_data.load_state_dict(meta["state"])
-        else:
-            self._meta_drawn, self._meta_skip = 0, int(meta["drawn"])
-        pending = state.get("pending")
-        self._pending = None if pending is None else self._pending_from_state(pending)
-
-    def _pending_to_state(self, p: _PendingStep) -> dict[str, Any]:
-        params_to_state = getattr(self.augment, "params_to_state", None)
-        return {
-            "index": p.index, "x": p.x, "y": p.y, "losses": p.losses,
-            "aug_params": None if p.aug_params is None else params_to_state(p.aug_params),
-            "rng": {"cpu": p.rng_before.cpu, "cuda": p.rng_before.cuda},
-            "params": p.params, "grads": p.grads, "state": p.state, "groups": p.groups,
-        }
-
-    def _pending_from_state(self, s: Mapping[str, Any]) -> _PendingStep:
-        rng = _RNGState(self.device, s["rng"]["cpu"], s["rng"]["cuda"])
-        aug = s["aug_params"]
-        return _PendingStep(
-            int(s["index"]), s["x"], s["y"], None if aug is None else self.augment.params_from_state(aug),
-            s["losses"], rng, rng, s["params"], s["grads"], s["state"], s["groups"],
-        )
+        self._meta.load_state_dict(state.get("meta_data") or {"drawn": 0})
+        if self._online is not None:
+            self._online.load_state_dict(state.get("pending"))
 
 
 def cycle(batches: Iterable[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -14,19 +15,27 @@ class BaseReweighter(nn.Module, abc.ABC):
     """Maps per-sample training losses to per-sample weights; its parameters are meta-parameters.
 
     The training loss of a step is ``mean(weights * losses)``. The bilevel engine
-    (:class:`autodata.MetaLearner`) learns the reweighter's parameters on a clean validation
-    batch through a one-step look-ahead of the real optimizer.
+    (:class:`autodata.MetaLearner`) learns the reweighter on a clean validation batch through a
+    one-step look-ahead of the real optimizer, through three methods:
+
+    * :meth:`step_weights`: the weights of a meta step and the meta-parameters they depend on
+      (default: ``forward`` and the module's parameters; L2RW: zero weights that are their own
+      meta-parameters);
+    * :meth:`real_weights`: the weights of the real step, given the hypergradients of those
+      meta-parameters (default: ``forward`` again, after the meta-optimizer's update);
+    * :meth:`meta_param_groups`: the meta-optimizer's settings for the module's parameters.
 
     Attributes:
-        per_batch: ``True`` for reweighters whose weights are themselves the meta-parameters of
-            one step (L2RW): the engine then looks ahead with zero weights and calls
-            :meth:`weights_from_hypergradient` instead of using a meta-optimizer.
-        meta_lr: default learning rate of the meta-optimizer for this component.
-        meta_weight_decay: default weight decay of the meta-optimizer.
+        per_batch: ``True`` when the meta-parameters of a step exist in that step only (L2RW):
+            such weights cannot be applied one step late (``method="online"``).
+        meta_lr: learning rate of the meta-optimizer for this component.
+        meta_betas: Adam's betas for it.
+        meta_weight_decay: its weight decay.
     """
 
     per_batch: ClassVar[bool] = False
     meta_lr: float = 1e-3
+    meta_betas: tuple[float, float] = (0.9, 0.999)
     meta_weight_decay: float = 0.0
 
     @abc.abstractmethod
@@ -41,9 +50,33 @@ class BaseReweighter(nn.Module, abc.ABC):
             Non-negative weights, shape ``(B,)``, differentiable in the reweighter's parameters.
         """
 
-    def weights_from_hypergradient(self, hypergradient: Tensor) -> Tensor:
-        """Weights from the hypergradient of zero per-sample weights (``per_batch`` reweighters)."""
-        raise NotImplementedError(f"{type(self).__name__} is not a per-batch reweighter.")
+    @property
+    def learns(self) -> bool:
+        """Whether a meta step has anything to learn (trainable parameters, or per-batch weights)."""
+        return self.per_batch or any(p.requires_grad for p in self.parameters())
+
+    def meta_param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer groups of the trainable parameters (empty when there are none)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return []
+        return [{"params": params, "lr": self.meta_lr, "betas": tuple(self.meta_betas),
+                 "weight_decay": self.meta_weight_decay}]
+
+    def step_weights(self, losses: Tensor, targets: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The weights of a meta step, shape ``(B,)``, and the meta-parameters they depend on."""
+        return self(losses, targets), [p for p in self.parameters() if p.requires_grad]
+
+    def real_weights(self, losses: Tensor, targets: Tensor, hypergradients: Sequence[Tensor] | None) -> Tensor:
+        """The weights of the real step, shape ``(B,)``.
+
+        Args:
+            losses: per-sample losses, detached.
+            targets: labels.
+            hypergradients: of each meta-parameter of :meth:`step_weights`, or ``None`` when the
+                meta update was skipped (a non-finite meta loss).
+        """
+        return self(losses, targets)
 
 
 class UniformReweighter(BaseReweighter):

@@ -7,6 +7,8 @@ Each step perturbs the loss with weights ``eps = 0`` (eq. 3), takes the hypergra
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -17,6 +19,10 @@ __all__ = ["L2RW"]
 
 class L2RW(BaseReweighter):
     """Per-batch weights from the hypergradient of zero weights.
+
+    Its meta-parameters in a step are the zero weights themselves (:meth:`step_weights`); it has
+    no parameters of its own, so no meta-optimizer, and the real step's weights come straight
+    from their hypergradient (:meth:`real_weights`).
 
     Example:
         >>> L2RW().weights_from_hypergradient(torch.tensor([-2.0, 1.0, -2.0]))
@@ -30,7 +36,17 @@ class L2RW(BaseReweighter):
         # its own; uniform weights are the paper's fallback.
         return torch.ones_like(losses)
 
+    def step_weights(self, losses: Tensor, targets: Tensor) -> tuple[Tensor, list[Tensor]]:
+        eps = torch.zeros_like(losses.detach(), requires_grad=True)  # (B,), eq. 3
+        return eps, [eps]
+
+    def real_weights(self, losses: Tensor, targets: Tensor, hypergradients: Sequence[Tensor] | None) -> Tensor:
+        if hypergradients is None:  # the meta update was skipped: uniform weights
+            return torch.ones_like(losses)
+        return self.weights_from_hypergradient(hypergradients[0])
+
     def weights_from_hypergradient(self, hypergradient: Tensor) -> Tensor:
+        """``max(-h, 0)`` scaled to mean 1 (eq. 6-7); all zero when no sample helps."""
         w = (-hypergradient).clamp_min(0)
         total = w.sum()
         if total <= 0:

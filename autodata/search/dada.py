@@ -14,17 +14,28 @@ the ``top_k`` sub-policies by weight (DADA keeps 25) as a :class:`~autodata.augm
 """
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch import Tensor, nn
 
 from autodata.augment import AUTOAUGMENT_OPS, DifferentiablePolicy, Policy, all_pairs
 from autodata.bilevel import MetaLearner
-from autodata.recipes import EpochRecord, fit
 
-__all__ = ["PolicySearchConfig", "PolicySearchResult", "search_policy"]
+__all__ = ["EpochRecord", "PolicySearchConfig", "PolicySearchResult", "search_policy"]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch of the search: mean training loss, validation accuracy (%) and seconds."""
+
+    epoch: int
+    train_loss: float
+    accuracy: float
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,7 @@ class PolicySearchConfig:
     batch_size: int = 128
     lr: float = 0.1
     weight_decay: float = 2e-4
-    policy_lr: float = 5e-3
+    policy_lr: float = 5e-3  # Adam, betas (0.5, 0.999): DifferentiablePolicy's meta defaults
     temperature: float = 0.5
     method: str = "fd"
     ops: tuple[str, ...] = AUTOAUGMENT_OPS
@@ -85,6 +96,30 @@ def _top_k(policy: Policy, k: int) -> Policy:
     return Policy.single_stage(
         policy.name, [stage.sub_policies[i] for i in order], [w / total for w in kept], policy.description
     )
+
+
+def _train_epoch(
+    epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, learner: MetaLearner,
+    train: Iterable[tuple[Tensor, Tensor]], val: Iterable[tuple[Tensor, Tensor]],
+) -> EpochRecord:
+    start, total, count = time.perf_counter(), 0.0, 0
+    model.train()
+    for x, y in train:
+        loss = learner.step(x, y)  # policy (and weights) updated on a validation batch
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * y.shape[0]
+        count += y.shape[0]
+    model.eval()
+    correct = seen = 0
+    with torch.no_grad():
+        for x, y in val:
+            correct += int((model(x).argmax(dim=1) == y).sum())
+            seen += int(y.numel())
+    model.train()
+    accuracy = 100.0 * correct / seen if seen else math.nan
+    return EpochRecord(epoch + 1, total / max(count, 1), accuracy, time.perf_counter() - start)
 
 
 def search_policy(config: PolicySearchConfig, log: Callable[[EpochRecord], None] | None = None) -> PolicySearchResult:
@@ -132,20 +167,23 @@ def search_policy(config: PolicySearchConfig, log: Callable[[EpochRecord], None]
         model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs)
-    policy = DifferentiablePolicy(all_pairs(config.ops), temperature=config.temperature, seed=config.seed).to(device)
-    groups = [{"params": list(policy.parameters()), "lr": config.policy_lr, "betas": (0.5, 0.999)}]
-    reweighter = None
-    if config.reweight:
-        reweighter = MetaWeightNet().to(device)
-        groups.append({"params": list(reweighter.parameters()), "lr": reweighter.meta_lr,
-                       "weight_decay": reweighter.meta_weight_decay})
+    policy = DifferentiablePolicy(
+        all_pairs(config.ops), temperature=config.temperature, seed=config.seed, meta_lr=config.policy_lr
+    ).to(device)
+    reweighter = MetaWeightNet().to(device) if config.reweight else None
+    # the meta-optimizer: Adam over each component's own meta_param_groups()
     learner = MetaLearner(
         model, optimizer, augment=policy, reweighter=reweighter, meta_data=val_loader, method=config.method,
-        meta_optimizer=torch.optim.Adam(groups), seed=config.seed,
+        seed=config.seed,
     )
     start = time.perf_counter()
-    history = fit(model, optimizer, train_loader, config.epochs, learner=learner,
-                  test_batches=val_loader, scheduler=scheduler, log=log)
+    history = []
+    for epoch in range(config.epochs):
+        record = _train_epoch(epoch, model, optimizer, learner, train_loader, val_loader)
+        scheduler.step()
+        history.append(record)
+        if log is not None:
+            log(record)
     seconds = time.perf_counter() - start
     settings = ", ".join(f"{k}={v}" for k, v in asdict(config).items() if k not in ("ops", "root"))
     exported = policy.to_policy(

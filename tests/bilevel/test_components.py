@@ -8,7 +8,7 @@ from torch import nn
 from torch.func import functional_call
 
 from autodata import MetaLearner, MetaWeightNet
-from autodata.augment import DifferentiablePolicy
+from autodata.augment import BaseAugment, DifferentiablePolicy
 from autodata.bilevel import virtual_step
 
 SUBS = [("Rotate", "Contrast"), ("ShearX", "Brightness"), ("TranslateY", "Color")]
@@ -90,7 +90,7 @@ def test_policy_hypergradient_matches_finite_differences(method: str) -> None:
             g.view(-1)[i] = (plus - minus) / (2 * h)
         expected.append(g)
 
-    class Replay(nn.Module):  # the same policy, replaying the sampled noise above
+    class Replay(BaseAugment):  # the same policy, replaying the sampled noise above
         def __init__(self) -> None:
             super().__init__()
             self.policy = policy

@@ -83,7 +83,6 @@ def test_resume_is_bit_identical(method: str, every: int, component: str, meta: 
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "learner": learner.state_dict(),
                 "train": train.state_dict(), "rng": torch.get_rng_state()}, buffer)
-    learner.close()
     _train(model, optimizer, learner, train, 2)  # the old objects run on: the checkpoint must not share state
 
     model, optimizer, learner, train = _build(method, every, component, meta)

@@ -1,0 +1,122 @@
+"""Input checks of the bilevel engine: each says what was expected and what came."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from autodata.augment import BaseAugment
+from autodata.reweight import BaseReweighter
+
+__all__ = [
+    "check_batch",
+    "check_components",
+    "check_every",
+    "check_last_layers",
+    "check_losses",
+    "check_on_nonfinite",
+    "check_targets",
+]
+
+# What each batch is called in messages, and what it must hold.
+_NEEDS = {"training": "step() needs at least one training sample", "meta": "the meta set needs at least one sample"}
+
+
+def check_every(every: Any) -> int:
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be a positive integer, but got {every!r}.")
+    return every
+
+
+def check_on_nonfinite(on_nonfinite: Any) -> str:
+    if on_nonfinite not in ("raise", "skip"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'skip', but got {on_nonfinite!r}.")
+    return on_nonfinite
+
+
+def check_last_layers(last_layers: Sequence[str] | None, params: Mapping[str, Tensor]) -> tuple[str, ...] | None:
+    if last_layers is None:
+        return None
+    if isinstance(last_layers, str):
+        raise ValueError(f"last_layers must be a sequence of parameter names, but got the string {last_layers!r}.")
+    names = tuple(last_layers)
+    unknown = [n for n in names if n not in params]
+    if unknown or not names:
+        raise ValueError(f"last_layers must name trainable parameters of the model, but got unknown {unknown or names}.")
+    return names
+
+
+def check_components(reweighter: Any, augment: Any, device: torch.device) -> None:
+    """Components of the right kind, on the model's device."""
+    if not isinstance(reweighter, BaseReweighter):
+        raise TypeError(
+            f"reweighter must be an autodata.reweight.BaseReweighter (or None), but got {type(reweighter).__name__}."
+        )
+    if not isinstance(augment, BaseAugment):
+        raise TypeError(
+            f"augment must be an autodata.augment.BaseAugment (sample(batch_size, generator) and forward(x, params)) "
+            f"or None, but got {type(augment).__name__}; subclass BaseAugment."
+        )
+    for name, component in (("reweighter", reweighter), ("augment", augment)):
+        for p in component.parameters():
+            if p.device != device:
+                raise ValueError(
+                    f"the {name}'s parameters are on {p.device} but the model is on "
+                    f"{device}; move it with .to({str(device)!r})."
+                )
+
+
+def check_batch(what: str, x: Any, y: Any, device: torch.device, like: tuple[Tensor, Tensor] | None = None) -> None:
+    """A non-empty ``(x, y)`` pair of tensors on ``device``; shaped like ``like`` (the training batch)."""
+    for label, t in (("x", x), ("y", y)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"the {what} batch's {label} must be a torch.Tensor, but got {type(t).__module__}.{type(t).__name__}.")
+    if x.dim() == 0 or y.dim() == 0:
+        raise ValueError(f"the {what} batch must have a batch dimension, but got shapes {tuple(x.shape)} and {tuple(y.shape)}.")
+    if x.shape[0] == 0:
+        raise ValueError(f"the {what} batch must not be empty ({_NEEDS[what]}), but got 0 samples.")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"the {what} batch must have as many targets as inputs, but got {x.shape[0]} inputs and {y.shape[0]} targets.")
+    for t in (x, y):
+        if t.device != device:
+            raise ValueError(
+                f"the {what} batch is on {t.device} but the model is on {device}; "
+                f"move it with .to({str(device)!r})."
+            )
+    if like is not None:
+        for label, t, ref in (("inputs", x, like[0]), ("targets", y, like[1])):
+            if t.shape[1:] != ref.shape[1:]:
+                raise ValueError(
+                    f"the {what} batch's {label} must have the training batch's per-sample shape "
+                    f"{tuple(ref.shape[1:])}, but got {tuple(t.shape[1:])}."
+                )
+
+
+def check_targets(what: str, y: Tensor, num_classes: int) -> None:
+    """Hard labels in ``[0, num_classes)`` (soft float targets are left to the loss)."""
+    if y.dtype.is_floating_point:
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(
+            f"{what} labels must lie in [0, {num_classes}) for a model with {num_classes} "
+            f"outputs, but got labels from {lo} to {hi}."
+        )
+
+
+def check_losses(index: int, losses: Tensor, batch: int, model: nn.Module, buffers: Mapping[str, Tensor]) -> None:
+    """Per-sample, finite losses; on a non-finite one the model's buffers are restored first."""
+    if losses.dim() != 1 or losses.shape[0] != batch:
+        raise ValueError(f"loss_fn must return per-sample losses of shape ({batch},), but got {tuple(losses.shape)}.")
+    if not torch.isfinite(losses).all():
+        bad = int((~torch.isfinite(losses)).sum())
+        with torch.no_grad():  # undo the forward's BatchNorm update: the model loses nothing
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
+        raise FloatingPointError(
+            f"step {index}: the training loss is not finite for {bad} of {losses.numel()} "
+            f"samples. Nothing was updated; check the inputs for NaN/inf and lower the "
+            f"learning rate."
+        )

@@ -1,0 +1,144 @@
+"""The ``online`` method: the real optimizer step is the look-ahead, applied one step late.
+
+At a step that is due, the engine records its real forward (batch, drawn augmentation, random
+state before the forward). An optimizer step pre-hook records what the real step starts from:
+the parameters, the gradient the user's backward produced, the optimizer's state and settings.
+At the next call of :meth:`~autodata.MetaLearner.step`, the validation loss is taken at the
+parameters that real step produced and its hypergradient, by the finite differences of
+:class:`~autodata.bilevel.hypergrad.FiniteDifference` (Liu et al. 2019, eq. 8) on the replayed
+forward, updates the components. No extra backward: the cheapest method that sees every
+parameter (Baydin et al. 2018 use the same idea for a learning rate).
+
+The method needs one ``optimizer.step()`` after each ``step()``: a forward whose real step was
+not taken (gradient accumulation over several ``step()`` calls, a ``GradScaler`` that skipped an
+inf/NaN step) has no look-ahead to differentiate, and :meth:`OnlineUpdater.step` refuses it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from autodata.bilevel.hypergrad import FiniteDifference, MetaProblem, register
+from autodata.bilevel.replay import RecordedForward
+
+if TYPE_CHECKING:
+    from autodata.bilevel.engine import MetaLearner
+
+__all__ = ["Online", "OnlineUpdater"]
+
+
+@register
+@dataclass(frozen=True)
+class Online(FiniteDifference):
+    """Finite differences of the real step just taken, applied at the next step.
+
+    Args:
+        radius: the finite-difference step is ``radius / ||u||``.
+    """
+
+    name: ClassVar[str] = "online"
+    delayed: ClassVar[bool] = True
+
+    def bind(self, learner: MetaLearner) -> Online:
+        if learner.reweighter.per_batch:
+            raise ValueError(
+                f"method='online' updates the components one step late, which a per-batch "
+                f"reweighter ({type(learner.reweighter).__name__}) cannot be; use 'exact' or 'fd'."
+            )
+        return self
+
+
+@dataclass
+class _Pending:
+    """A recorded forward and, once the optimizer's hook has run, the real step it led to."""
+
+    forward: RecordedForward
+    params: dict[str, Tensor] | None = None
+    grads: dict[str, Tensor] | None = None
+    state: dict[str, Any] | None = None
+    groups: dict[str, Any] | None = None
+
+
+class OnlineUpdater:
+    """The ``online`` method's side of a :class:`~autodata.MetaLearner`: records and applies.
+
+    Args:
+        learner: the learner it serves (its model, optimizer, components and helpers).
+        method: the bound :class:`Online` method.
+    """
+
+    def __init__(self, learner: MetaLearner, method: Online) -> None:
+        self.learner = learner
+        self.method = method
+        self.pending: _Pending | None = None
+        self._hook = learner.optimizer.register_step_pre_hook(self._record_real_step)
+
+    def _record_real_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Optimizer step pre-hook: record the real step's gradient and pre-step state."""
+        pending = self.pending
+        if pending is None or pending.grads is not None:
+            return
+        lookahead = self.learner.lookahead
+        pending.params = {n: p.detach().clone() for n, p in self.learner.params.items()}
+        pending.grads = {
+            n: torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for n, p in self.learner.params.items()
+        }
+        pending.state = lookahead.snapshot_state()
+        pending.groups = lookahead.snapshot_groups()
+
+    def step(self, index: int, x: Tensor, y: Tensor, x_meta: Tensor | None, y_meta: Tensor | None, due: bool) -> Tensor:
+        """Apply the hypergradient of the last recorded real step, then take this step's forward."""
+        learner, pending = self.learner, self.pending
+        if pending is not None and pending.grads is None:
+            raise RuntimeError(
+                f"step {index}: method='online' takes the optimizer step after each step() as its look-ahead, "
+                f"but optimizer.step() was not called after step {pending.forward.index} (gradient accumulation "
+                f"over several step() calls, or a GradScaler that skipped an inf/NaN step). Call "
+                f"optimizer.step() once after every step(), or use method='fd' (the same approximation, "
+                f"applied at once), which allows both."
+            )
+        updated, meta_loss = False, float("nan")
+        if pending is not None:
+            x_meta, y_meta = learner._meta_batch(x, y, x_meta, y_meta)
+            record = pending.forward
+            weights, meta_params = learner._step_weights(record.losses, record.y)
+            problem = MetaProblem(
+                params=pending.params,
+                train_loss=None,
+                train_loss_at=learner.replay.train_loss_at(record, weights),
+                lookahead=lambda g: learner.lookahead(g, params=pending.params, state=pending.state, groups=pending.groups),
+                meta_loss_at=learner.replay.meta_loss_at(x_meta, y_meta),
+                meta_params=meta_params,
+                grads=pending.grads,
+            )
+            hypergrads, loss = self.method(problem)
+            meta_loss = float(loss)
+            updated = learner._apply_hypergradients(record.index, meta_params, hypergrads, loss)
+        forward = learner._real_forward(index, x, y, replayable=due)
+        self.pending = _Pending(forward.detached()) if due else None
+        return learner._reweighted_loss(forward, updated, meta_loss)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The pending record (tensors, dicts and numbers), or ``None``."""
+        p = self.pending
+        if p is None:
+            return None
+        return {"forward": p.forward.to_state(self.learner.augment), "params": p.params, "grads": p.grads,
+                "state": p.state, "groups": p.groups}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        if state is None:
+            self.pending = None
+            return
+        forward = RecordedForward.from_state(state["forward"], self.learner.augment, self.learner.device)
+        self.pending = _Pending(forward, state["params"], state["grads"], state["state"], state["groups"])
+
+    def close(self) -> None:
+        """Remove the optimizer hook."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None

@@ -1,0 +1,171 @@
+"""Replay of a recorded forward: the same batch, augmentation and dropout masks at other parameters.
+
+Every hypergradient method evaluates losses at parameter values that are not the model's:
+the training loss of the step's batch at ``theta +- eps u`` (finite differences) and the
+validation loss at the look-ahead ``theta'``. These virtual forwards run through
+:func:`torch.func.functional_call` with copies of the buffers, so BatchNorm statistics never
+move, and inside :func:`torch.random.fork_rng`, so their dropout draws never advance the
+caller's global random state: a loop's own ``torch.randperm`` draws are those of plain training.
+A replay of the training batch restores, inside the fork, the random state recorded before the
+real forward, so it sees that forward's dropout masks.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from autodata.augment import BaseAugment
+
+__all__ = ["RandomState", "RecordedForward", "Replay", "forked_rng"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def forked_rng(device: torch.device) -> contextlib.AbstractContextManager:
+    """Random draws inside the block leave the caller's global random state (CPU and ``device``) as it was."""
+    if device.type == "cuda":
+        return torch.random.fork_rng(devices=[device.index if device.index is not None else torch.cuda.current_device()])
+    return torch.random.fork_rng(devices=[])
+
+
+@dataclass(frozen=True)
+class RandomState:
+    """The global random state of the CPU and of a CUDA device at a forward (its dropout masks)."""
+
+    device: torch.device
+    cpu: Tensor
+    cuda: Tensor | None = None
+
+    @classmethod
+    def capture(cls, device: torch.device) -> RandomState:
+        """The current state."""
+        return cls(device, torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+    @contextlib.contextmanager
+    def replay(self) -> Iterator[None]:
+        """Run a block from this random state; the caller's random state is untouched afterwards."""
+        with forked_rng(self.device):
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
+
+    def to_state(self) -> dict[str, Tensor | None]:
+        """Plain tensors, for a checkpoint."""
+        return {"cpu": self.cpu, "cuda": self.cuda}
+
+    @classmethod
+    def from_state(cls, device: torch.device, state: Mapping[str, Tensor | None]) -> RandomState:
+        """The inverse of :meth:`to_state`."""
+        return cls(device, state["cpu"], state.get("cuda"))
+
+
+@dataclass(frozen=True)
+class RecordedForward:
+    """One real forward of the training batch, as much as a replay needs.
+
+    Attributes:
+        index: the step it belongs to.
+        x: the training inputs, before augmentation.
+        y: the targets.
+        aug_params: what the augmentation drew for the batch.
+        losses: per-sample losses, shape ``(B,)`` (with their graph in the step itself,
+            detached once recorded for a later step).
+        rng: the random state before the forward, or ``None`` when it is never replayed.
+    """
+
+    index: int
+    x: Tensor
+    y: Tensor
+    aug_params: Any
+    losses: Tensor
+    rng: RandomState | None
+
+    def detached(self) -> RecordedForward:
+        """The same record without the graph of its losses."""
+        return RecordedForward(self.index, self.x, self.y, self.aug_params, self.losses.detach(), self.rng)
+
+    def to_state(self, augment: BaseAugment) -> dict[str, Any]:
+        """Tensors, dicts and numbers only (``torch.load(weights_only=True)`` reads them)."""
+        return {
+            "index": self.index, "x": self.x, "y": self.y, "losses": self.losses.detach(),
+            "aug_params": augment.params_to_state(self.aug_params),
+            "rng": None if self.rng is None else self.rng.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], augment: BaseAugment, device: torch.device) -> RecordedForward:
+        """The inverse of :meth:`to_state`."""
+        rng = None if state["rng"] is None else RandomState.from_state(device, state["rng"])
+        return cls(int(state["index"]), state["x"], state["y"], augment.params_from_state(state["aug_params"]),
+                   state["losses"], rng)
+
+
+class Replay:
+    """Losses of a model at parameter values other than its own, without changing anything real.
+
+    Args:
+        model: the user's model.
+        params: its trainable parameters by name (missing names of a virtual state keep these).
+        augment: the augmentation whose drawn parameters a replay reuses.
+        loss_fn: per-sample training loss.
+        meta_loss_fn: scalar validation loss.
+        check_targets: ``(what, y, num_classes) -> None``, raising on bad labels.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        params: Mapping[str, Tensor],
+        augment: BaseAugment,
+        loss_fn: LossFn,
+        meta_loss_fn: LossFn,
+        check_targets: Callable[[str, Tensor, int], None],
+    ) -> None:
+        self.model = model
+        self.params = params
+        self.augment = augment
+        self.loss_fn = loss_fn
+        self.meta_loss_fn = meta_loss_fn
+        self.check_targets = check_targets
+        self.device = next(iter(params.values())).device
+
+    def virtual_state(self, new: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Parameters (``new`` where given) and copies of the buffers: BN statistics stay put."""
+        state = {n: new[n] if n in new else p.detach() for n, p in self.params.items()}
+        state.update({n: b.clone() for n, b in self.model.named_buffers()})
+        return state
+
+    def train_loss_at(self, forward: RecordedForward, weights: Tensor) -> Callable[[Mapping[str, Tensor]], Tensor]:
+        """``mean(weights * l)`` of the recorded forward at other parameter values.
+
+        Requires ``forward.rng`` (the dropout masks to replay).
+        """
+        if forward.rng is None:
+            raise ValueError(f"step {forward.index}: the forward was recorded without its random state, but got rng=None.")
+        rng = forward.rng
+
+        def train_loss_at(new: Mapping[str, Tensor]) -> Tensor:
+            with rng.replay(), torch.set_grad_enabled(self.augment.learns):
+                out = functional_call(self.model, self.virtual_state(new), (self.augment(forward.x, forward.aug_params),))
+                losses = self.loss_fn(out, forward.y)  # (B,)
+            return (weights * losses).mean()
+
+        return train_loss_at
+
+    def meta_loss_at(self, x_meta: Tensor, y_meta: Tensor) -> Callable[[Mapping[str, Tensor]], Tensor]:
+        """The clean validation loss at given parameter values."""
+
+        def meta_loss_at(new: Mapping[str, Tensor]) -> Tensor:
+            with forked_rng(self.device):  # its dropout draws leave the caller's random state alone
+                out = functional_call(self.model, self.virtual_state(new), (x_meta,))
+            self.check_targets("meta", y_meta, out.shape[-1])
+            return self.meta_loss_fn(out, y_meta)
+
+        return meta_loss_at
