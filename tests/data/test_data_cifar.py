@@ -49,10 +49,12 @@ def test_cifar10_test_from_archive_and_extracted_folder(cifar_archive: Path, tmp
     assert from_folder.class_names == from_tar.class_names
 
 
-def test_root_from_env_var(make_fake_cifar10, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    root = make_fake_cifar10(n=3)
-    monkeypatch.setenv("AUTODATA_DATA", str(root))
-    assert len(load_dataset("cifar10", train=False)) == 3
+def test_root_from_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, write_pickle) -> None:
+    (tmp_path / "cifar-10-batches-py").mkdir()  # a full-size test batch: load_dataset checks sizes
+    write_pickle(tmp_path / "cifar-10-batches-py" / "test_batch",
+                 {b"data": np.zeros((10000, 3072), np.uint8), b"labels": [0] * 10000})
+    monkeypatch.setenv("AUTODATA_DATA", str(tmp_path))
+    assert len(load_dataset("cifar10", train=False)) == 10000
     # an explicit root wins over the env var
     with pytest.raises(DatasetNotFoundError):
         load_cifar10(tmp_path / "elsewhere", train=False)
@@ -62,19 +64,19 @@ def test_root_from_env_var(make_fake_cifar10, monkeypatch: pytest.MonkeyPatch, t
 
 
 def test_fake_folder_and_archive_agree(make_fake_cifar10, tmp_path: Path) -> None:
-    folder_ds = load_cifar10(make_fake_cifar10(n=6), train=True)
+    folder_ds = load_cifar10(make_fake_cifar10(n=6), train=True, check_sizes=False)
     assert folder_ds.images.shape == (30, 3, 32, 32)
     assert folder_ds.class_names == tuple(f"class{c}" for c in range(10))
     # the folder itself may be given as root
-    again = load_cifar10(tmp_path / "cifar-10-batches-py", train=True)
+    again = load_cifar10(tmp_path / "cifar-10-batches-py", train=True, check_sizes=False)
     np.testing.assert_array_equal(again.images, folder_ds.images)
 
 
 def test_fake_archive_path_as_root(make_fake_cifar10) -> None:
     root = make_fake_cifar10(n=4, archive=True)
-    ds = load_cifar10(root / "cifar-10-python.tar.gz", train=False)
+    ds = load_cifar10(root / "cifar-10-python.tar.gz", train=False, check_sizes=False)
     assert ds.images.shape == (4, 3, 32, 32)
-    assert load_cifar10(root, train=True).images.shape == (20, 3, 32, 32)
+    assert load_cifar10(root, train=True, check_sizes=False).images.shape == (20, 3, 32, 32)
 
 
 def test_channel_major_reshape(tmp_path: Path, write_pickle) -> None:
@@ -83,18 +85,18 @@ def test_channel_major_reshape(tmp_path: Path, write_pickle) -> None:
     data = np.zeros((1, 3072), np.uint8)
     data[0, 1024 + 5 * 32 + 7] = 200  # green channel, row 5, column 7
     write_pickle(folder / "test_batch", {b"data": data, b"labels": [3]})
-    ds = load_cifar10(tmp_path, train=False)
+    ds = load_cifar10(tmp_path, train=False, check_sizes=False)
     assert ds.images[0, 1, 5, 7] == 200 and ds.images.sum() == 200
     assert ds.labels.tolist() == [3] and ds.class_names is None
 
 
 def test_cifar100_fine_and_coarse(fake_cifar100: Path) -> None:
-    fine = load_cifar100(fake_cifar100, train=True)
-    coarse = load_cifar100(fake_cifar100, train=True, coarse=True)
+    fine = load_cifar100(fake_cifar100, train=True, check_sizes=False)
+    coarse = load_cifar100(fake_cifar100, train=True, coarse=True, check_sizes=False)
     assert fine.num_classes == 100 and coarse.num_classes == 20
     np.testing.assert_array_equal(coarse.labels, fine.labels // 5)
     assert fine.class_names[3] == "f3" and coarse.class_names[3] == "c3"
-    assert load_dataset("cifar100", fake_cifar100, train=False).images.shape == (8, 3, 32, 32)
+    assert load_cifar100(fake_cifar100, train=False, check_sizes=False).images.shape == (8, 3, 32, 32)
 
 
 # --- bad input -----------------------------------------------------------------------------
@@ -116,7 +118,7 @@ def test_incomplete_folder_names_missing_files(make_fake_cifar10) -> None:
     root = make_fake_cifar10(skip=("data_batch_3",))
     with pytest.raises(DatasetNotFoundError, match="incomplete.*data_batch_3"):
         load_cifar10(root, train=True)
-    assert len(load_cifar10(root, train=False)) == 6  # the test split is still complete
+    assert len(load_cifar10(root, train=False, check_sizes=False)) == 6  # the test split is still complete
 
 
 def test_corrupted_archive(tmp_path: Path, make_fake_cifar10) -> None:
@@ -138,16 +140,16 @@ def test_batch_with_wrong_shape_or_keys(tmp_path: Path, write_pickle) -> None:
     folder.mkdir()
     write_pickle(folder / "test_batch", {b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]})
     with pytest.raises(CorruptDatasetError, match=r"\(N, 3072\)"):
-        load_cifar10(tmp_path, train=False)
+        load_cifar10(tmp_path, train=False, check_sizes=False)
     write_pickle(folder / "test_batch", {b"data": np.zeros((2, 3072), np.uint8)})
     with pytest.raises(CorruptDatasetError, match="b'labels'"):
-        load_cifar10(tmp_path, train=False)
+        load_cifar10(tmp_path, train=False, check_sizes=False)
     write_pickle(folder / "test_batch", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]})
     with pytest.raises(CorruptDatasetError, match="one label per image"):
-        load_cifar10(tmp_path, train=False)
+        load_cifar10(tmp_path, train=False, check_sizes=False)
     (folder / "test_batch").write_bytes(b"not a pickle at all")
     with pytest.raises(CorruptDatasetError, match="test_batch"):
-        load_cifar10(tmp_path, train=False)
+        load_cifar10(tmp_path, train=False, check_sizes=False)
 
 
 class _Evil:
