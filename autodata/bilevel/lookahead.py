@@ -123,7 +123,11 @@ class VirtualStep:
                 f"model.parameters()."
             )
         self.params = dict(params)
-        self._group_of = group_of
+
+    def _groups(self) -> dict[int, Mapping[str, Any]]:
+        # Looked up at each call: optimizer.load_state_dict replaces the group dicts (a resumed
+        # run), and a scheduler changes their learning rate.
+        return {id(p): group for group in self.optimizer.param_groups for p in group["params"]}
 
     def __call__(
         self,
@@ -143,11 +147,12 @@ class VirtualStep:
                 rate a scheduler may have changed since the snapshot).
         """
         new = {}
+        group_of = self._groups() if groups is None else None
         for name, g in grads.items():
             p = self.params[name]
             value = p if params is None else params[name]
             p_state = self.optimizer.state.get(p, {}) if state is None else state[name]
-            group = self._group_of[id(p)] if groups is None else groups[name]
+            group = group_of[id(p)] if groups is None else groups[name]
             new[name] = self.rule(value.detach(), g, group, p_state)
         return new
 
@@ -160,8 +165,9 @@ class VirtualStep:
 
     def snapshot_groups(self) -> dict[str, dict[str, Any]]:
         """A copy of the param-group settings (learning rate, momentum, ...) of every parameter."""
+        group_of = self._groups()
         return {
-            name: {k: v for k, v in self._group_of[id(p)].items() if k != "params"}
+            name: {k: v for k, v in group_of[id(p)].items() if k != "params"}
             for name, p in self.params.items()
         }
 

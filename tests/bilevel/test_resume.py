@@ -39,6 +39,7 @@ def _build(method: str, every: int, component: str, meta: str):
         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3),
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.8)  # stepped every step
     train = DeviceLoader(*_images(40, seed=1), 8, crop_padding=1, seed=3)  # 5 batches: epochs cross SAVE_AT
     meta_data = DeviceLoader(*_images(14, seed=2), 6, crop_padding=0, flip=True, seed=4) if meta == "loader" else _Counted()
     kwargs: dict = {"reweighter": MetaWeightNet(hidden=6)}
@@ -47,10 +48,10 @@ def _build(method: str, every: int, component: str, meta: str):
     elif component == "policy":
         kwargs["augment"] = DifferentiablePolicy(SUBS, seed=0)
     learner = MetaLearner(model, optimizer, meta_data=meta_data, method=method, every=every, seed=5, **kwargs)
-    return model, optimizer, learner, train
+    return model, optimizer, scheduler, learner, train
 
 
-def _train(model, optimizer, learner, train, steps: int) -> list[torch.Tensor]:
+def _train(model, optimizer, scheduler, learner, train, steps: int) -> list[torch.Tensor]:
     losses, batches = [], cycle(train)
     for _ in range(steps):
         x, y = next(batches)
@@ -58,6 +59,7 @@ def _train(model, optimizer, learner, train, steps: int) -> list[torch.Tensor]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        scheduler.step()
         losses.append(loss.detach())
     return losses
 
@@ -74,27 +76,29 @@ def _cases():
 @pytest.mark.parametrize("method,every,component", list(_cases()))
 @pytest.mark.parametrize("meta", ["loader", "iterable"])
 def test_resume_is_bit_identical(method: str, every: int, component: str, meta: str) -> None:
-    model, optimizer, learner, train = _build(method, every, component, meta)
-    expected = _train(model, optimizer, learner, train, STEPS)
+    model, optimizer, scheduler, learner, train = _build(method, every, component, meta)
+    expected = _train(model, optimizer, scheduler, learner, train, STEPS)
     final = {n: p.detach().clone() for n, p in model.named_parameters()}
 
-    model, optimizer, learner, train = _build(method, every, component, meta)
-    got = _train(model, optimizer, learner, train, SAVE_AT)
+    model, optimizer, scheduler, learner, train = _build(method, every, component, meta)
+    got = _train(model, optimizer, scheduler, learner, train, SAVE_AT)
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "learner": learner.state_dict(),
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "learner": learner.state_dict(),
                 "train": train.state_dict(), "rng": torch.get_rng_state()}, buffer)
-    _train(model, optimizer, learner, train, 2)  # the old objects run on: the checkpoint must not share state
+    _train(model, optimizer, scheduler, learner, train, 2)  # the old objects run on: the checkpoint must not share state
 
-    model, optimizer, learner, train = _build(method, every, component, meta)
+    model, optimizer, scheduler, learner, train = _build(method, every, component, meta)
     torch.manual_seed(123)  # the resumed process starts from another random state
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
     learner.load_state_dict(state["learner"])
     train.load_state_dict(state["train"])
     torch.set_rng_state(state["rng"])
-    got += _train(model, optimizer, learner, train, STEPS - SAVE_AT)
+    got += _train(model, optimizer, scheduler, learner, train, STEPS - SAVE_AT)
 
     for i, (a, b) in enumerate(zip(expected, got)):
         assert torch.equal(a, b), f"step {i}: loss {float(b)!r} differs from {float(a)!r}"
@@ -106,7 +110,7 @@ def test_loop_randomness_is_untouched_by_every_method() -> None:
     """The loop's own draws (a per-epoch randperm) are those of a plain cross-entropy loop."""
 
     def draws(method: str | None) -> list[torch.Tensor]:
-        model, optimizer, learner, train = _build(method or "exact", 1, "mwn", "loader")
+        model, optimizer, _, learner, train = _build(method or "exact", 1, "mwn", "loader")
         out, batches = [], cycle(train)
         for _ in range(4):
             x, y = next(batches)
