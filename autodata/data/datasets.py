@@ -77,8 +77,9 @@ class ArrayDataset(Dataset):
     def __post_init__(self) -> None:
         images = _as_uint8_nchw(self.images)
         labels = _as_labels(self.labels, images.shape[0])
-        if int(self.num_classes) < 1:
-            raise ValueError(f"num_classes must be >= 1, but got {self.num_classes}.")
+        k = self.num_classes
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"num_classes must be an integer >= 1, but got {k!r}.")
         if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
             raise ValueError(
                 f"labels must lie in [0, {self.num_classes}), but got range "
@@ -111,12 +112,27 @@ class ArrayDataset(Dataset):
         return np.bincount(self.labels, minlength=self.num_classes)
 
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> ArrayDataset:
-        """Returns a new dataset holding the given samples (a copy), in the given order."""
+        """Returns a new dataset holding the given samples (a copy), in the given order.
+
+        Args:
+            indices: Integer indices in ``[-N, N)`` (negative ones count from the end), or a
+                boolean mask of length N that keeps the samples where it is True. Floats
+                are refused: ``1.5`` is no sample.
+        """
         if isinstance(indices, torch.Tensor):
-            indices = indices.cpu().numpy()
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+            indices = indices.detach().cpu().numpy()
+        idx = np.asarray(indices)
+        if idx.dtype == np.bool_:
+            if idx.shape != (len(self),):
+                raise ValueError(f"a boolean mask must have shape ({len(self)},), but got {idx.shape}.")
+            idx = np.flatnonzero(idx)
+        elif idx.size and not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"indices must be integers (or a boolean mask), but got dtype {idx.dtype}.")
+        idx = idx.astype(np.int64).reshape(-1)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise ValueError(f"indices must lie in [0, {len(self)}), but got range [{idx.min()}, {idx.max()}].")
+            raise ValueError(
+                f"indices must lie in [-{len(self)}, {len(self)}), but got range [{idx.min()}, {idx.max()}]."
+            )
         return replace(self, images=self.images[idx], labels=self.labels[idx])
 
     def with_labels(self, labels: Sequence[int] | np.ndarray | torch.Tensor) -> ArrayDataset:

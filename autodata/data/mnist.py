@@ -12,6 +12,7 @@ References:
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -54,7 +55,8 @@ def read_idx(path: str | os.PathLike[str], ndim: int) -> np.ndarray:
 
     Raises:
         CorruptDatasetError: Bad gzip stream, bad magic number, wrong number of
-            dimensions, or a file length that disagrees with the header.
+            dimensions, or a file length that disagrees with the header (sizes are
+            multiplied exactly, so huge header dimensions cannot wrap around to a match).
 
     Example:
         >>> labels = read_idx("train-labels-idx1-ubyte.gz", ndim=1)  # doctest: +SKIP
@@ -78,7 +80,7 @@ def read_idx(path: str | os.PathLike[str], ndim: int) -> np.ndarray:
             f"but got {int(magic):#010x}."
         )
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected_len = header_len + int(np.prod(dims, dtype=np.int64))
+    expected_len = header_len + math.prod(dims)  # Python ints: np.prod in int64 could wrap to a match
     if len(raw) != expected_len:
         raise CorruptDatasetError(
             f"{path}: the header announces shape {dims}, i.e. {expected_len} bytes, but the file "

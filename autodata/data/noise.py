@@ -181,13 +181,15 @@ def corrupt_labels(
         seed: Seed of the numpy Generator; same seed, same labels.
         keep_true: Symmetric noise only: draw among all K classes, so about ``rate / K``
             of the labels are redrawn to their true class (the realised rate is reported).
-        transition: Row-stochastic K x K matrix, required for ``kind="transition"``.
+        transition: Row-stochastic K x K matrix, required for ``kind="transition"`` and
+            refused with any other kind (it would be ignored).
 
     Returns:
         A :class:`NoisyLabels` record.
 
     Raises:
-        ValueError: Rate outside [0, 1], unknown kind, labels out of range, or a bad matrix.
+        ValueError: Rate outside [0, 1], unknown kind, labels out of range, a bad matrix, or a
+            matrix given with a kind other than ``"transition"``.
 
     Shape:
         - labels: (N,); result labels (N,) int64.
@@ -208,6 +210,11 @@ def corrupt_labels(
         t = _check_transition(transition, k)
         requested = float(np.mean(1.0 - t[clean, clean])) if clean.size else 0.0
     else:
+        if transition is not None:
+            raise ValueError(
+                f"transition is only used with kind='transition', but got a matrix with kind={kind!r}; "
+                f"pass kind='transition' to use it, or drop it."
+            )
         requested = _check_rate(rate)
         t = _KIND_TABLE[kind](requested, k, keep_true)
 

@@ -23,6 +23,13 @@ from autodata.data._io import write_json
 __all__ = ["MetaSplit", "meta_split", "long_tailed_counts", "long_tailed_indices"]
 
 
+def check_count(value: Any, name: str, minimum: int = 0) -> int:
+    """``value`` as an int if it is an integer (Python or numpy, not bool) >= ``minimum``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, but got {value!r}.")
+    return int(value)
+
+
 def labels_and_classes(labels: Any, num_classes: int | None) -> tuple[np.ndarray, int]:
     """Validated int64 labels (N,) and K (inferred as ``max + 1`` when ``num_classes`` is None)."""
     if isinstance(labels, torch.Tensor):
@@ -33,9 +40,10 @@ def labels_and_classes(labels: Any, num_classes: int | None) -> tuple[np.ndarray
     if y.size and not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"labels must be integers, but got dtype {y.dtype}.")
     y = y.astype(np.int64)
-    k = int(num_classes) if num_classes is not None else (int(y.max()) + 1 if y.size else 0)
-    if num_classes is not None and k < 1:
-        raise ValueError(f"num_classes must be >= 1, but got {num_classes}.")
+    if num_classes is not None:
+        k = check_count(num_classes, "num_classes", 1)
+    else:
+        k = int(y.max()) + 1 if y.size else 0
     if y.size and (y.min() < 0 or y.max() >= k):
         raise ValueError(f"labels must lie in [0, {k}), but got range [{y.min()}, {y.max()}].")
     return y, k
@@ -67,23 +75,55 @@ class MetaSplit:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MetaSplit:
-        """Rebuilds the split written by :meth:`to_dict`."""
-        return cls(
-            np.asarray(d["train_indices"], np.int64),
-            np.asarray(d["meta_indices"], np.int64),
-            int(d["per_class"]),
-            int(d["seed"]),
-        )
+    def from_dict(cls, d: dict[str, Any], source: str = "split") -> MetaSplit:
+        """Rebuilds the split written by :meth:`to_dict`.
+
+        Raises:
+            ValueError: naming ``source`` and the field, if a field is missing or is not
+                what :meth:`to_dict` writes, or if an index is both a train and a meta index.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"{source} must hold a JSON object, but got {type(d).__name__}.")
+        missing = [k for k in ("train_indices", "meta_indices", "per_class", "seed") if k not in d]
+        if missing:
+            raise ValueError(f"{source} must have the field(s) {missing}, but they are missing.")
+        arrays = []
+        for key in ("train_indices", "meta_indices"):
+            values = d[key]
+            if not isinstance(values, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in values
+            ):
+                raise ValueError(f"{source}: {key} must be a list of integers >= 0.")
+            arrays.append(np.asarray(values, np.int64))
+        train, meta = arrays
+        both = np.intersect1d(train, meta)
+        if both.size:
+            raise ValueError(
+                f"{source}: train_indices and meta_indices must be disjoint, but {both.size} "
+                f"indices are in both (first {both[:5].tolist()}); the file is damaged, draw the split again."
+            )
+        for key in ("per_class", "seed"):
+            if isinstance(d[key], bool) or not isinstance(d[key], int):
+                raise ValueError(f"{source}: {key} must be an integer, but got {d[key]!r:.60}.")
+        return cls(train, meta, d["per_class"], d["seed"])
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes the split as JSON so it can be saved with a run."""
+        """Writes the split as JSON (atomically) so it can be saved with a run."""
         write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MetaSplit:
-        """Reads a split written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Reads a split written by :meth:`save`.
+
+        Raises:
+            ValueError: naming the file, if it is not JSON or not a valid split (e.g. an
+                index in both ``train_indices`` and ``meta_indices``).
+        """
+        try:
+            data = json.loads(Path(path).read_bytes())
+        except (ValueError, RecursionError) as err:  # bad JSON or bad UTF-8
+            raise ValueError(f"{os.fspath(path)} must be a JSON split written by MetaSplit.save ({err}).") from None
+        return cls.from_dict(data, os.fspath(path))
 
 
 def meta_split(
@@ -106,7 +146,7 @@ def meta_split(
         A :class:`MetaSplit` with disjoint index sets covering ``range(N)``.
 
     Raises:
-        ValueError: If ``per_class`` < 0 or exceeds the size of some class.
+        ValueError: If ``per_class`` is not an integer >= 0 or exceeds the size of some class.
 
     Example:
         >>> split = meta_split([0, 1] * 10, per_class=2, seed=0)
@@ -114,8 +154,7 @@ def meta_split(
         (4, 16)
     """
     y, k = labels_and_classes(labels, num_classes)
-    if int(per_class) < 0:
-        raise ValueError(f"per_class must be >= 0, but got {per_class}.")
+    per_class = check_count(per_class, "per_class")
     counts = np.bincount(y, minlength=k)
     short = np.flatnonzero(counts < per_class)
     if short.size:
@@ -159,7 +198,8 @@ def long_tailed_indices(
     Class ``c`` keeps ``n_c = int(n_max * (1 / imbalance_factor) ** (c / (K - 1)))``
     samples drawn without replacement, where ``n_max`` is the size of the smallest class
     (the per-class size on a balanced set such as CIFAR), so every class can supply its
-    quota. ``imbalance_factor = n_0 / n_{K-1}``.
+    quota. ``imbalance_factor = n_0 / n_{K-1}``. Every one of the K classes must be
+    present: an absent class would make ``n_max = 0`` and the subset empty.
 
     Args:
         labels: Labels (N,).
@@ -171,7 +211,7 @@ def long_tailed_indices(
         Sorted int64 indices into ``labels``.
 
     Raises:
-        ValueError: If ``imbalance_factor`` < 1.
+        ValueError: If ``imbalance_factor`` < 1 or a class in ``[0, K)`` has no sample.
 
     Example:
         >>> idx = long_tailed_indices([0, 1] * 100, imbalance_factor=10, seed=0)
@@ -182,6 +222,13 @@ def long_tailed_indices(
     if not float(imbalance_factor) >= 1.0:
         raise ValueError(f"imbalance_factor must be >= 1, but got {imbalance_factor}.")
     counts = np.bincount(y, minlength=k)
+    absent = np.flatnonzero(counts == 0)
+    if absent.size:
+        raise ValueError(
+            f"labels must hold every class in [0, {k}), but got no sample of class(es) "
+            f"{absent[:10].tolist()}; pass the labels of a set with all classes, or num_classes="
+            f"the number of classes present, relabelled to [0, K)."
+        )
     quota = long_tailed_counts(int(counts.min()) if k else 0, k, imbalance_factor)
     rng = np.random.default_rng(int(seed))
     parts = [rng.choice(np.flatnonzero(y == c), size=int(quota[c]), replace=False) for c in range(k)]
