@@ -297,3 +297,74 @@ def test_torchvision_model_scheduler_and_bf16_autocast(method: str) -> None:
     assert torch.isfinite(loss)
     assert learner.last.meta_updated  # online: step 1 applies the hypergradient of step 0
     assert all(torch.isfinite(p).all() for p in learner.reweighter.parameters())
+
+
+def test_nonfinite_training_batch_does_not_count_as_a_step() -> None:
+    model, optimizer = _trained(lambda p: torch.optim.SGD(p, lr=0.1))
+    learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet())
+    x, y = _batch()
+    x[0] = float("nan")
+    with pytest.raises(FloatingPointError, match="Nothing was updated"):
+        learner.step(x, y, *_batch(8))
+    assert learner.num_steps == 0
+    learner.step(*_batch(), *_batch(8))
+    assert learner.num_steps == 1 and learner.last.step == 0
+
+
+def test_bad_batches_are_named() -> None:
+    model, optimizer = _trained(lambda p: torch.optim.SGD(p, lr=0.1))
+    learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet())
+    x, y = _batch()
+    xm, ym = _batch(8)
+    with pytest.raises(ValueError, match=r"training batch must not be empty \(step\(\) needs at least one training"):
+        learner.step(x[:0], y[:0], xm, ym)
+    with pytest.raises(TypeError, match="training batch's x must be a torch.Tensor, but got numpy.ndarray"):
+        learner.step(x.numpy(), y, xm, ym)
+    with pytest.raises(TypeError, match="meta batch's y must be a torch.Tensor"):
+        learner.step(x, y, xm, ym.tolist())
+    with pytest.raises(ValueError, match=r"meta batch's inputs must have the training batch's per-sample shape \(1, 8, 8\), but got \(1, 6, 6\)"):
+        learner.step(x, y, xm[:, :, :6, :6], ym)
+    with pytest.raises(ValueError, match="training batch must have as many targets as inputs"):
+        learner.step(x, y[:3], xm, ym)
+    assert learner.num_steps == 0
+
+
+@pytest.mark.parametrize("radius", [0, -1e-3, float("nan"), float("inf")])
+def test_bad_fd_radius(radius: float) -> None:
+    from autodata.bilevel import FiniteDifference
+
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="fd_radius must be a finite number > 0"):
+        MetaLearner(model, opt, method="fd", fd_radius=radius)
+    with pytest.raises(ValueError, match="radius must be a finite number > 0"):
+        FiniteDifference(radius=radius)
+
+
+def test_method_objects_and_names() -> None:
+    from autodata.bilevel import HYPERGRADIENTS, FiniteDifference, LastLayers
+
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert MetaLearner(model, opt, method="fd", fd_radius=1e-3).method == FiniteDifference(radius=1e-3)
+    assert MetaLearner(model, opt, method=FiniteDifference(radius=1e-3)).method == FiniteDifference(radius=1e-3)
+    assert MetaLearner(model, opt, method="last").method == LastLayers(layers=("6.weight", "6.bias"))
+    assert MetaLearner(model, opt, method="last", last_layers=["6.bias"]).method.layers == ("6.bias",)
+    assert set(HYPERGRADIENTS) >= {"exact", "fd", "last", "online"}
+    with pytest.raises(ValueError, match="options must be given to the method object itself"):
+        MetaLearner(model, opt, method=FiniteDifference(), fd_radius=1e-3)
+    with pytest.raises(ValueError, match="layers must name trainable parameters"):
+        MetaLearner(model, opt, method=LastLayers(layers=("head.weight",)))
+
+
+def test_augment_must_be_a_base_augment() -> None:
+    model = _model()
+    with pytest.raises(TypeError, match="augment must be an autodata.augment.BaseAugment"):
+        MetaLearner(model, torch.optim.SGD(model.parameters(), lr=0.1), augment=nn.Identity())
+
+
+def test_state_of_another_method_is_refused() -> None:
+    model, optimizer = _trained(lambda p: torch.optim.SGD(p, lr=0.1))
+    state = MetaLearner(model, optimizer, reweighter=MetaWeightNet(), method="fd").state_dict()
+    with pytest.raises(ValueError, match="method='exact', but got one saved with method='fd'"):
+        MetaLearner(model, optimizer, reweighter=MetaWeightNet()).load_state_dict(state)
