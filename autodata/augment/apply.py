@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from autodata.augment._base import BaseAugment
 from autodata.augment._checks import check_generator, check_images
