@@ -1,0 +1,158 @@
+"""``PBASearchConfig``: one frozen, validated dataclass describes a whole PBA search.
+
+Population Based Augmentation (Ho, Liang, Stoica, Abbeel and Chen, ICML 2019, Algorithm 1)
+trains a population of models, each with its own augmentation policy, and every
+``interval`` epochs lets the bottom ``quantile`` copy a top member (weights, optimizer state,
+policy) and perturb the copied policy. The member setup (data, model, SGD, epochs, seed) is
+a :class:`~autodata.train.TrainConfig`; the population's own settings live here. Everything is
+checked when the config is built, before any data is read.
+
+Example:
+    >>> from autodata.train import TrainConfig
+    >>> c = PBASearchConfig(TrainConfig(dataset="digits", val_per_class=10, epochs=6), population=4)
+    >>> PBASearchConfig.from_json(c.to_json()) == c
+    True
+    >>> PBASearchConfig(TrainConfig(val_per_class=10, epochs=6), population=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: population must be an int >= 2 (PBT needs members to copy), but got 1.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from autodata._io import write_json_atomic
+from autodata._json import read_json_file, read_json_text
+from autodata.schedules.explore import quantile_size
+from autodata.train import TrainConfig
+
+__all__ = ["ENGINES", "PBASearchConfig"]
+
+ENGINES = ("auto", "vmap", "loop")
+"""How the population trains: ``vmap`` (all members in one ``torch.func.vmap`` call), ``loop``
+(one member after another), ``auto`` (vmap on an accelerator, the loop on a CPU; see
+:mod:`autodata.pba.population`)."""
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, but got {value!r}.")
+    return value
+
+
+@dataclass(frozen=True)
+class PBASearchConfig:
+    """A PBA search: the member setup plus the population's settings.
+
+    Args:
+        train: how each member trains (data, model, SGD, cosine lr, epochs, seed). Its
+            ``val_per_class`` clean validation split ranks the members (never the test set);
+            its augmentation must be ``"none"`` (the search owns it: :class:`PBAAugment`).
+        population: members (PBA: 16).
+        interval: epochs between perturbations (PBA: 3).
+        quantile: the share of members in the bottom (copiers) and top (copied) quantiles.
+        engine: ``"auto"``, ``"vmap"`` or ``"loop"`` (see :data:`ENGINES`).
+    """
+
+    train: TrainConfig = _f(TrainConfig(val_per_class=50), "the member setup")
+    population: int = _f(16, "population size (members trained together)")
+    interval: int = _f(3, "perturbation interval in epochs (exploit and explore every this many)")
+    quantile: float = _f(0.25, "fraction of members in the bottom (copying) and top (copied) quantiles")
+    engine: str = _f("auto", "how the population trains: auto, vmap (torch.func) or loop (one member after another)")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(f"train must be a TrainConfig, but got {type(self.train).__name__}.")
+        if _int("population", self.population) < 2:
+            raise ValueError(f"population must be an int >= 2 (PBT needs members to copy), but got {self.population!r}.")
+        epochs = self.train.epochs
+        if not 1 <= _int("interval", self.interval) < epochs:
+            raise ValueError(
+                f"interval must be an int in [1, epochs) (a perturbation must happen before the run ends, "
+                f"epochs = {epochs}), but got {self.interval!r}."
+            )
+        q = self.quantile
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < q <= 0.5:
+            raise ValueError(f"quantile must be a number in (0, 0.5], but got {q!r}.")
+        object.__setattr__(self, "quantile", float(q))
+        if quantile_size(self.population, self.quantile) < 1:  # unreachable for (0, 0.5] and N >= 2; kept as the rule
+            raise ValueError(f"quantile must select at least one member of {self.population}, but got {q!r}.")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {list(ENGINES)}, but got {self.engine!r}.")
+        t = self.train
+        if t.val_per_class < 1:
+            raise ValueError(
+                "train.val_per_class must be >= 1: members are ranked on the clean validation split, "
+                f"never the test set, but got {t.val_per_class!r}."
+            )
+        if t.augment != "none":
+            raise ValueError(f"train.augment must be 'none' (the search applies PBA's policies itself), but got {t.augment!r}.")
+        if t.learns:
+            raise ValueError("train must learn no data component (reweighter='none'), but got "
+                             f"reweighter={t.reweighter!r}.")
+        if t.optimizer != "sgd":
+            raise ValueError(f"train.optimizer must be 'sgd' (PBA's; the population steps it functionally), but got {t.optimizer!r}.")
+        if t.precision != "fp32":
+            raise ValueError(f"train.precision must be 'fp32' for a search, but got {t.precision!r}.")
+
+    @property
+    def num_perturbations(self) -> int:
+        """How many exploit-and-explore steps the search makes."""
+        return (self.train.epochs - 1) // self.interval
+
+    def perturbs_after(self, epoch: int) -> bool:
+        """Whether the population is perturbed once ``epoch`` epochs are done (1-based count)."""
+        return epoch % self.interval == 0 and epoch < self.train.epochs
+
+    # ------------------------------------------------------------------ conversions
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; :meth:`from_dict` inverts it exactly."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["train"] = self.train.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "search config") -> PBASearchConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"{source} must be a JSON object, but got {type(data).__name__}.")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {unknown}; the fields are {names}.")
+        fields = dict(data)
+        if "train" in fields:
+            fields["train"] = TrainConfig.from_dict(fields["train"], f"{source}: train")
+        try:
+            return cls(**fields)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "search config") -> PBASearchConfig:
+        return cls.from_dict(read_json_text(text, source), source)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the config as JSON, atomically."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PBASearchConfig:
+        return cls.from_dict(read_json_file(path), os.fspath(path))
+
+    def replace(self, **changes: Any) -> PBASearchConfig:
+        """A copy with some fields changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown search config field(s) {unknown}.")
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,98 @@
+"""The vmap and loop engines agree; exploit copies weights, BatchNorm statistics and momentum."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from autodata.models import create_model, with_normalization
+from autodata.pba import LoopPopulation, VmapPopulation, make_population
+from autodata.train import TrainConfig
+
+N, B, K = 3, 16, 10
+
+
+def _models(seed: int = 0, in_channels: int = 1) -> list[nn.Module]:
+    torch.manual_seed(seed)
+    return [with_normalization(create_model("small_cnn", in_channels=in_channels, num_classes=K), (0.5,), (0.25,))
+            for _ in range(N)]
+
+
+def _batches(steps: int, size: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    return [(torch.rand(N, B, 1, size, size, generator=g), torch.randint(0, K, (B,), generator=g)) for _ in range(steps)]
+
+
+@pytest.mark.parametrize("nesterov,weight_decay", [(True, 5e-4), (False, 0.0)])
+def test_vmap_and_loop_agree(nesterov: bool, weight_decay: float) -> None:
+    config = TrainConfig(nesterov=nesterov, weight_decay=weight_decay, momentum=0.9)
+    vm, lp = VmapPopulation(_models(), config), LoopPopulation(_models(), config)
+    for step, (x, y) in enumerate(_batches(5)):
+        lr = 0.1 if step < 3 else 0.05
+        torch.testing.assert_close(vm.step(x, y, lr), lp.step(x, y, lr), atol=1e-5, rtol=1e-4)
+    a, b = vm.state_dict(), lp.state_dict()
+    assert a["steps"] == b["steps"] == 5
+    for group in ("params", "buffers", "momentum"):
+        assert a[group].keys() == b[group].keys()
+        for name in a[group]:
+            torch.testing.assert_close(a[group][name].float(), b[group][name].float(), atol=1e-4, rtol=1e-4)
+    x = torch.rand(B, 1, 8, 8)
+    torch.testing.assert_close(vm.logits(x), lp.logits(x), atol=1e-4, rtol=1e-4)
+    # BatchNorm statistics are per member: they moved, and differently for each member
+    mean = a["buffers"]["1.bn1.running_mean"]  # (N, 32)
+    assert not torch.equal(mean[0], mean[1]) and mean.abs().sum() > 0
+    assert a["buffers"]["1.bn1.num_batches_tracked"].tolist() == [5] * N
+
+
+@pytest.mark.parametrize("cls", [VmapPopulation, LoopPopulation])
+def test_copy_member_copies_weights_buffers_and_momentum(cls: type) -> None:
+    pop = cls(_models(), TrainConfig())
+    for x, y in _batches(2):
+        pop.step(x, y, 0.1)
+    before = pop.state_dict()
+    pop.copy_member(0, 2)
+    after = pop.state_dict()
+    for group in ("params", "buffers", "momentum"):
+        for name, t in after[group].items():
+            assert torch.equal(t[0], before[group][name][2]), (group, name)
+            assert torch.equal(t[1:], before[group][name][1:]), (group, name)
+    # the copy trains on as its source would: same images -> same step
+    x, y = _batches(1)[0]
+    x[0] = x[2]
+    losses = pop.step(x, y, 0.1)
+    torch.testing.assert_close(losses[0], losses[2])
+    with pytest.raises(ValueError, match="dst must be a member index"):
+        pop.copy_member(N, 0)
+
+
+def test_state_moves_between_engines() -> None:
+    vm, lp = VmapPopulation(_models(0), TrainConfig()), LoopPopulation(_models(1), TrainConfig())
+    for x, y in _batches(2):
+        vm.step(x, y, 0.1)
+    lp.load_state_dict(vm.state_dict())
+    x, y = _batches(1)[0]
+    torch.testing.assert_close(vm.step(x, y, 0.1), lp.step(x, y, 0.1), atol=1e-5, rtol=1e-4)
+
+
+class _ItemNet(nn.Module):
+    """A model vmap cannot take: data-dependent Python control flow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(64, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(x.flatten(1))
+        return out * 2 if out.sum().item() > 0 else out
+
+
+def test_unvmappable_model_falls_back_to_the_loop_with_a_warning() -> None:
+    models = [_ItemNet() for _ in range(N)]
+    example = (torch.rand(N, 2, 1, 8, 8), torch.zeros(2, dtype=torch.long))
+    with pytest.warns(RuntimeWarning, match="cannot be trained under torch.func.vmap.*engine='loop'"):
+        pop = make_population(models, TrainConfig(), "vmap", example)
+    assert isinstance(pop, LoopPopulation)
+    assert isinstance(make_population(_models(), TrainConfig(), "vmap", (example[0], example[1])), VmapPopulation)
+    assert isinstance(make_population(_models(), TrainConfig(), "auto"), LoopPopulation)  # the CPU's faster engine
+    with pytest.raises(ValueError, match="engine must be one of"):
+        make_population(_models(), TrainConfig(), "fast")
