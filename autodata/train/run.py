@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from autodata.augment import DifferentiablePolicy, Policy, PolicyAugment, all_pairs, load_policy, policy_from_dict, policy_to_dict
+from autodata.augment import DifferentiablePolicy, Policy, PolicyAugment, load_policy, policy_from_dict, policy_to_dict
 from autodata.augment.ops import AUTOAUGMENT_OPS
 from autodata.bilevel import MetaLearner
 from autodata.models import create_model, with_normalization
@@ -76,8 +76,7 @@ def _build_augment(config: TrainConfig, data: RunData) -> nn.Module | None:
         return PolicyAugment(load_policy(config.policy))
     if config.augment == "learned":
         ops = config.policy_ops or AUTOAUGMENT_OPS
-        policy = DifferentiablePolicy(all_pairs(ops), temperature=config.policy_temperature)
-        policy.meta_lr = config.policy_lr
+        policy = DifferentiablePolicy(ops=ops, temperature=config.policy_temperature, meta_lr=config.policy_lr)
         return policy.to(torch.device(config.device))
     if config.augment == "schedule":
         return _augment_for(_load_schedule(config).policy_at(0), data.normalization.mean)
@@ -112,9 +111,13 @@ def _build_reweighter(config: TrainConfig) -> nn.Module | None:
     if config.reweighter == "none":
         return None
     cls = _reweighter_table()[config.reweighter]
-    if config.reweighter == "mwn":
-        return cls(config.reweighter_hidden, meta_lr=config.reweighter_lr).to(torch.device(config.device))
-    return cls().to(torch.device(config.device))
+    with torch.random.fork_rng(devices=[]):  # initialisation from the run's seed, not the caller's state
+        torch.manual_seed(derive_seed(config.seed, "reweighter"))
+        if config.reweighter == "mwn":
+            reweighter = cls(config.reweighter_hidden, meta_lr=config.reweighter_lr)
+        else:
+            reweighter = cls()
+    return reweighter.to(torch.device(config.device))
 
 
 def build_run(config: TrainConfig, data: RunData | None = None) -> Run:

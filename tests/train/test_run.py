@@ -111,7 +111,7 @@ def test_set_policy_swaps_the_augmentation_and_survives_a_checkpoint(tmp_path) -
     assert _comparable(resumed.history) == _comparable(run.history)
     with pytest.raises(TypeError, match="policy must be a Policy"):
         run.set_policy("trivialaugment.json")
-    learned = build_run(TrainConfig(**{**BASE, "augment": "learned", "policy_ops": ("Rotate",)}))
+    learned = build_run(TrainConfig(**{**BASE, "augment": "learned", "policy_ops": ("Rotate", "Invert")}))
     with pytest.raises(ValueError, match="learns its policy"):
         learned.set_policy(Policy.identity())
 
