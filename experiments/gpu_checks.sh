@@ -11,5 +11,5 @@ run() { echo "== $*"; timeout 240 "$@"; }
 run python3 experiments/bench_epoch.py --device cuda --epochs 3 2>&1 | tee "$OUT/epoch.txt"
 run python3 experiments/bench_meta_cost.py --device cuda --steps 20 --rounds 5 2>&1 | tee "$OUT/meta_cost.txt"
 run python3 experiments/bench_augment_speed.py --device cuda --n 1000000 --batch-size 65536 --workers 0 2>&1 | tee "$OUT/augment_speed.txt"
-run python3 experiments/search_policy.py --dataset npz --root .devdata/cifar10.npz --n-images 4000 \
+run python3 experiments/search_policy.py --dataset npz --data-root .devdata/cifar10.npz --n-train 4000 --meta-per-class 200 \
     --model wrn_40_2 --epochs 20 --device cuda --out "$OUT/dada_reduced_cifar10_gpu.json" 2>&1 | tee "$OUT/search.txt"

@@ -1,4 +1,4 @@
-"""Search over the data side: differentiable policy search (DADA) on the bilevel engine."""
-from autodata.search.dada import PolicySearchConfig, PolicySearchResult, search_policy
+"""Policy search: DADA-style differentiable search as a training run with a learned policy."""
+from autodata.search.dada import PolicySearchResult, cpu_search_config, search_config, search_policy, top_k
 
-__all__ = ["PolicySearchConfig", "PolicySearchResult", "search_policy"]
+__all__ = ["PolicySearchResult", "cpu_search_config", "search_config", "search_policy", "top_k"]

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from autodata.augment import PolicyAugment, PolicyTransform, load_policy, save_policy
-from autodata.search import PolicySearchConfig, search_policy
+from autodata.search import cpu_search_config, search_config, search_policy
 
 
 @pytest.mark.parametrize("method,reweight", [("fd", False), ("exact", True)], ids=["fd", "exact+mwn"])
 def test_cpu_search_exports_a_policy_that_round_trips_and_applies(tmp_path, method: str, reweight: bool) -> None:
-    config = PolicySearchConfig.cpu(epochs=1, method=method, reweight=reweight, top_k=5)
-    result = search_policy(config)
-    assert len(result.history) == 1 and math.isfinite(result.history[0].train_loss)
+    config = cpu_search_config(epochs=1, method=method, reweighter="mwn" if reweight else "none")
+    result = search_policy(config, keep=5)
+    assert len(result.history) == 1 and math.isfinite(result.history[0]["train_loss"])
     assert (result.reweighter_state is not None) == reweight
 
     stage = result.policy.stages[0]
@@ -37,7 +37,14 @@ def test_cpu_search_exports_a_policy_that_round_trips_and_applies(tmp_path, meth
 
 
 def test_bad_search_settings() -> None:
-    with pytest.raises(ValueError, match="n_images must split evenly"):
-        search_policy(PolicySearchConfig.cpu(n_images=605))
-    with pytest.raises(ValueError, match="top_k must be >= 1"):
-        search_policy(PolicySearchConfig.cpu(top_k=0))
+    with pytest.raises(ValueError, match="keep must be >= 1"):
+        search_policy(cpu_search_config(), keep=0)
+    with pytest.raises(ValueError, match="augment='learned'"):
+        search_policy(cpu_search_config().replace(augment="none", policy_ops=()))
+    with pytest.raises(ValueError, match="meta_per_class must be > 0"):
+        search_config(meta_per_class=0)
+
+
+def test_the_anchor_setting_is_reduced_cifar10_in_two_halves() -> None:
+    config = search_config()
+    assert (config.dataset, config.n_train, config.meta_per_class * 10, config.model) == ("cifar10", 4000, 2000, "wrn_40_2")
