@@ -101,7 +101,8 @@ def _rdb(url: str, settings: StorageSettings) -> Any:
     shown = redact_url(url)
     try:
         parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
+        parsed.port  # noqa: B018 (a port that is not a number fails here, not later)
+    except (sqlalchemy.exc.ArgumentError, ValueError, TypeError):
         raise ValueError(f"storage must be a database URL such as postgresql://user:password@host:5432/db, "
                          f"but got {shown!r}, which does not parse.") from None
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -123,7 +124,7 @@ def _rdb(url: str, settings: StorageSettings) -> Any:
                                 f"install it with pip install {driver}.") from None
     except sqlalchemy.exc.ArgumentError as err:
         raise ValueError(f"storage {shown!r} is not a usable database URL: {_scrub(str(err), parsed)}") from None
-    except sqlalchemy.exc.SQLAlchemyError as err:
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError, TypeError, OSError) as err:
         detail = _scrub(str(getattr(err, "orig", None) or err), parsed)
         raise ValueError(f"storage {shown!r} could not be reached or opened: {detail} "
                          f"(is the server running and the URL right?)") from None
