@@ -158,6 +158,7 @@ def train_in_directory(
     resume: bool = False,
     overwrite: bool = False,
     on_epoch: Callable[[Run, dict[str, Any]], None] | None = None,
+    on_step: Callable[[int, int, Any], None] | None = None,
 ) -> Run:
     """Train ``config`` into ``directory``, or continue the run already there.
 
@@ -168,6 +169,7 @@ def train_in_directory(
             finished run is not trained again.
         overwrite: remove a run that exists there and start again.
         on_epoch: called after each epoch with the run and the epoch's record.
+        on_step: called after each training step (see :meth:`autodata.train.Run.train_epoch`).
 
     Returns:
         The run, finished.
@@ -210,7 +212,7 @@ def train_in_directory(
     else:
         config.save(folder.config_path)
     while not run.finished:
-        record = run.run_epoch()
+        record = run.run_epoch(on_step)
         folder.save_checkpoint(run)
         folder.append_metrics(record)
         folder.write_summary(run)

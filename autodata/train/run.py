@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -35,6 +35,8 @@ from autodata.train.config import TrainConfig, _reweighter_table
 from autodata.train.data import RunData, build_data, derive_seed
 
 __all__ = ["Run", "build_run"]
+
+StepCallback = Callable[[int, int, Tensor], None]
 
 STATE_FORMAT = "autodata.run"
 STATE_VERSION = 1
@@ -242,8 +244,14 @@ class Run:
         self._fixed_policy = None if module is policy else policy
         self.learner.augment = module
 
-    def train_epoch(self) -> dict[str, Any]:
-        """Train one epoch; returns its training metrics (the epoch is counted as done)."""
+    def train_epoch(self, on_step: StepCallback | None = None) -> dict[str, Any]:
+        """Train one epoch; returns its training metrics (the epoch is counted as done).
+
+        Args:
+            on_step: called after each optimizer step with ``(step, steps, loss)``: the step's
+                index in the epoch, the epoch's number of steps and the detached loss tensor
+                (progress bars; reading it with ``float`` syncs a GPU, so do it sparingly).
+        """
         if self.finished:
             raise ValueError(f"the run is finished ({self.epoch} of {self.config.epochs} epochs); nothing to train.")
         if self.schedule is not None:
@@ -255,8 +263,9 @@ class Run:
         count = 0
         meta_losses: list[float] = []
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+        steps = len(self.data.train_loader)
         with self._own_rng():
-            for x, y in self.data.train_loader:
+            for step, (x, y) in enumerate(self.data.train_loader):
                 with autocast:
                     loss = self.learner.step(x, y)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -267,6 +276,8 @@ class Run:
                 info = self.learner.last
                 if info is not None and info.meta_updated and math.isfinite(info.meta_loss):
                     meta_losses.append(info.meta_loss)
+                if on_step is not None:
+                    on_step(step, steps, loss.detach())
         self.scheduler.step()
         self.epoch += 1
         return {
@@ -302,9 +313,9 @@ class Run:
         self.model.train(was_training)
         return {"accuracy": 100.0 * correct / total, "loss": loss / total}
 
-    def run_epoch(self) -> dict[str, Any]:
+    def run_epoch(self, on_step: StepCallback | None = None) -> dict[str, Any]:
         """Train one epoch, evaluate on the test (and validation) split, record and return the metrics."""
-        record = self.train_epoch()
+        record = self.train_epoch(on_step)
         start = time.perf_counter()
         for split in ("val", "test"):
             if (self.data.val_loader if split == "val" else self.data.test_loader) is not None:
