@@ -103,13 +103,9 @@ def _ops() -> Collection[str]:
 
 
 def _reweighters() -> Collection[str]:
-    return ("none", *_reweighter_table())
+    from autodata.reweight import REWEIGHTERS
 
-
-def _reweighter_table() -> dict[str, Any]:
-    from autodata.reweight import L2RW, MetaWeightNet
-
-    return {"mwn": MetaWeightNet, "l2rw": L2RW}
+    return ("none", *(name for name in REWEIGHTERS if name != "uniform"))
 
 
 AUGMENT_KINDS = ("none", "policy", "schedule", "learned")

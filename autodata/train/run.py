@@ -31,7 +31,7 @@ from autodata.augment import DifferentiablePolicy, Policy, PolicyAugment, load_p
 from autodata.augment.ops import AUTOAUGMENT_OPS
 from autodata.bilevel import MetaLearner
 from autodata.models import create_model, with_normalization
-from autodata.train.config import TrainConfig, _reweighter_table
+from autodata.train.config import TrainConfig
 from autodata.train.data import RunData, build_data, derive_seed
 
 __all__ = ["Run", "build_run"]
@@ -112,13 +112,13 @@ def _augment_for(policy: Any, fill: tuple[float, ...]) -> nn.Module:
 def _build_reweighter(config: TrainConfig) -> nn.Module | None:
     if config.reweighter == "none":
         return None
-    cls = _reweighter_table()[config.reweighter]
+    from autodata.reweight import REWEIGHTERS
+
+    cls = REWEIGHTERS[config.reweighter]
+    options = {"mwn": dict(hidden=config.reweighter_hidden, meta_lr=config.reweighter_lr)}.get(config.reweighter, {})
     with torch.random.fork_rng(devices=[]):  # initialisation from the run's seed, not the caller's state
         torch.manual_seed(derive_seed(config.seed, "reweighter"))
-        if config.reweighter == "mwn":
-            reweighter = cls(config.reweighter_hidden, meta_lr=config.reweighter_lr)
-        else:
-            reweighter = cls()
+        reweighter = cls(**options)
     return reweighter.to(torch.device(config.device))
 
 
