@@ -26,3 +26,46 @@ def test_wrap_loop_example_runs_and_learns() -> None:
     assert learner.num_steps == 3 * len(namespace["loader"])
     assert learner.last.meta_updated and torch.isfinite(learner.last.weights).all()
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _run_block(marker: str, tmp_path, monkeypatch) -> dict:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(_block(marker), str(README), "exec"), namespace)
+    return namespace
+
+
+def test_quick_start_2_searches_saves_and_reuses_a_policy(tmp_path, monkeypatch) -> None:
+    namespace = _run_block("policy", tmp_path, monkeypatch)
+    assert (tmp_path / "runs" / "my_policy.json").exists()
+    assert namespace["x_aug"].shape == namespace["x"].shape
+    assert len(namespace["policy"].stages[0].sub_policies) == 10
+
+
+def test_the_stepwise_run_example_runs(tmp_path, monkeypatch, capsys) -> None:
+    namespace = _run_block("run", tmp_path, monkeypatch)
+    assert namespace["run"].finished and namespace["state"]["epoch"] == 3
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def _shell_commands(marker: str) -> list[str]:
+    text = README.read_text()
+    match = re.search(rf"<!-- readme-test: {marker} -->\s*```bash\n(.*?)```", text, re.S)
+    assert match, f"README has no bash block marked {marker!r}"
+    joined = match.group(1).replace("\\\n", " ")
+    return [line.split("  #")[0].strip() for line in joined.splitlines() if line.strip()]
+
+
+def test_quick_start_3_commands_run_as_written(tmp_path) -> None:
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    for command in _shell_commands("shell"):
+        done = subprocess.run(shlex.split(command), cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+    assert (tmp_path / "runs" / "digits_mwn" / "final" / "reweighter.pt").exists()
+    assert (tmp_path / "runs" / "digits_ce" / "summary.md").exists()
