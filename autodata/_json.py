@@ -1,9 +1,17 @@
-"""Reading JSON files that a user wrote by hand: every failure is a ValueError naming the file.
+"""Reading JSON that a user wrote by hand: every failure is a ValueError naming the file.
 
 :func:`json.loads` alone fails in ways a user cannot act on: a ``RecursionError`` on deeply
-nested input, a bare ``UnicodeDecodeError``, an ``OverflowError`` or Python's int digit-limit
-message on huge numbers. :func:`read_json_text` and :func:`read_json_file` bound the nesting
-depth and the length of numbers before parsing and refuse non-finite numbers.
+nested input, a bare ``UnicodeDecodeError``, Python's int digit-limit message (advising
+``sys.set_int_max_str_digits``) on a 5,000-digit number. This is the one reader of autodata's
+hand-editable files (configs, policies, schedules):
+
+* nesting deeper than :data:`MAX_DEPTH` is refused before parsing;
+* bytes that are not UTF-8 are refused with the offset of the first bad byte;
+* a number literal longer than :data:`MAX_NUMBER_CHARS` becomes a :class:`LongNumber`, a
+  value no field accepts, so that the check of the field that holds it names the field;
+  numbers too large for a float become ``inf`` and ``NaN`` stays ``nan``: the field checks
+  refuse them by name;
+* an object that repeats a field is refused.
 
 Example:
     >>> read_json_text('{"lr": 0.1}', "config.json")
@@ -15,17 +23,40 @@ Example:
 """
 from __future__ import annotations
 
+import collections
 import json
-import math
 import os
-from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "MAX_NUMBER_CHARS", "read_json_file", "read_json_text"]
+__all__ = ["LongNumber", "MAX_DEPTH", "MAX_NUMBER_CHARS", "read_json_file", "read_json_text", "short_repr"]
 
 MAX_DEPTH = 64
-MAX_NUMBER_CHARS = 64
+MAX_NUMBER_CHARS = 100  # repr of any float needs at most 24
 MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+class LongNumber:
+    """Stands for a number literal longer than :data:`MAX_NUMBER_CHARS` characters.
+
+    It is never a valid value, so the check of the field holding it names the field.
+    """
+
+    __slots__ = ("chars",)
+
+    def __init__(self, chars: int) -> None:
+        self.chars = chars
+
+    def __repr__(self) -> str:
+        return f"a number literal of {self.chars} characters (at most {MAX_NUMBER_CHARS} are read)"
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (error messages stay short on huge input)."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _depth_ok(text: str) -> bool:
@@ -50,56 +81,45 @@ def _depth_ok(text: str) -> bool:
     return True
 
 
-def _number(source: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(token: str) -> Any:
-        if len(token) > MAX_NUMBER_CHARS:
+def _parse_int(text: str) -> int | LongNumber:
+    return int(text) if len(text) <= MAX_NUMBER_CHARS else LongNumber(len(text))
+
+
+def _parse_float(text: str) -> float | LongNumber:
+    return float(text) if len(text) <= MAX_NUMBER_CHARS else LongNumber(len(text))
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        counts = collections.Counter(k for k, _ in pairs)
+        repeated = sorted(k for k, n in counts.items() if n > 1)
+        raise ValueError(f"must not repeat a field, but got {short_repr(repeated)} more than once in one object.")
+    return out
+
+
+def read_json_text(text: str | bytes, source: str = "<json>") -> Any:
+    """Parse JSON ``text`` (a str or UTF-8 bytes); ``source`` (a file name) starts every error."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
             raise ValueError(
-                f"{source} must hold numbers of at most {MAX_NUMBER_CHARS} characters, but got one of "
-                f"{len(token)} characters ({token[:20]}...)."
-            )
-        value = convert(token)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{source} must hold finite numbers, but got {token} (too large for a float).")
-        return value
-
-    return parse
-
-
-def _constant(source: str) -> Callable[[str], Any]:
-    def refuse(token: str) -> Any:
-        raise ValueError(f"{source} must hold finite numbers, but got {token} (not valid JSON).")
-
-    return refuse
-
-
-def _no_duplicates(source: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
-    def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in out:
-                raise ValueError(f"{source} must name each field once, but got {key!r} twice.")
-            out[key] = value
-        return out
-
-    return build
-
-
-def read_json_text(text: str, source: str = "<json>") -> Any:
-    """Parse JSON ``text``; ``source`` (a file name) starts every error message."""
+                f"{source} must be UTF-8 encoded JSON, but byte {text[err.start]:#04x} at offset {err.start} "
+                f"is not valid UTF-8; is it the right file? Save it as UTF-8."
+            ) from None
+    elif not isinstance(text, str):
+        raise TypeError(f"text must be a str or bytes, but got {type(text).__name__}.")
     if not _depth_ok(text):
         raise ValueError(f"{source} must nest JSON arrays and objects at most {MAX_DEPTH} deep, but got more.")
     try:
-        return json.loads(
-            text,
-            parse_int=_number(source, int),
-            parse_float=_number(source, float),
-            parse_constant=_constant(source),
-            object_pairs_hook=_no_duplicates(source),
-        )
+        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as err:
         raise ValueError(
             f"{source} must be valid JSON, but got an error at line {err.lineno}, column {err.colno}: {err.msg}."
         ) from None
+    except ValueError as err:  # from _no_duplicates
+        raise ValueError(f"{source} {err}") from None
 
 
 def read_json_file(path: str | os.PathLike[str]) -> Any:
@@ -113,11 +133,4 @@ def read_json_file(path: str | os.PathLike[str]) -> Any:
         raise ValueError(f"{source} must be a JSON file of at most {MAX_FILE_BYTES} bytes, but got {size} bytes.")
     with open(source, "rb") as f:
         raw = f.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"{source} must be UTF-8 encoded JSON, but byte {err.start} is {raw[err.start:err.start + 1]!r}; "
-            f"is it the right file?"
-        ) from None
-    return read_json_text(text, source)
+    return read_json_text(raw, source)

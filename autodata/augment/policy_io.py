@@ -26,23 +26,22 @@ Floats are written with :func:`repr` precision, so save then load round-trips ex
 
 Reading a file never raises anything but :class:`ValueError` for bad content (or
 :class:`OSError` when the file cannot be opened): bytes that are not UTF-8, nesting too
-deep for the parser, and number literals longer than :data:`MAX_NUMBER_CHARS` characters
+deep for the parser, and number literals longer than :data:`autodata._json.MAX_NUMBER_CHARS` characters
 (held as a placeholder that the field's check then refuses, naming the field) are all
 reported with the file's name. :func:`save_policy` writes through a temporary file and a
 rename (:mod:`autodata._io`), so a failed save leaves the old file as it was.
 """
 from __future__ import annotations
 
-import collections
 import json
 import os
 from typing import Any
 
 from autodata._io import atomic_write_text
+from autodata._json import read_json_text
 from autodata.augment.policy import POLICY_VERSION, OpConfig, Policy, Stage, SubPolicy, short_repr
 
 FORMAT = "autodata.policy"
-MAX_NUMBER_CHARS = 100  # "0.2222222222222222" needs 18; repr of any float needs at most 24
 
 
 def policy_to_dict(policy: Policy) -> dict[str, Any]:
@@ -164,39 +163,6 @@ def policy_to_json(policy: Policy) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    counts = collections.Counter(k for k, _ in pairs)
-    repeated = sorted(k for k, n in counts.items() if n > 1)
-    if repeated:
-        raise ValueError(f"must not repeat a field, but got {short_repr(repeated)} more than once in one object.")
-    return dict(pairs)
-
-
-class _LongNumber:
-    """Stands for a number literal longer than :data:`MAX_NUMBER_CHARS` characters.
-
-    It is never a valid value, so the check of the field holding it names the field;
-    Python's own ``int()`` would fail on 4,300 digits with advice about
-    ``sys.set_int_max_str_digits`` instead, and slowly before that.
-    """
-
-    __slots__ = ("chars",)
-
-    def __init__(self, chars: int) -> None:
-        self.chars = chars
-
-    def __repr__(self) -> str:
-        return f"a number literal of {self.chars} characters (at most {MAX_NUMBER_CHARS} are read)"
-
-
-def _parse_int(text: str) -> int | _LongNumber:
-    return int(text) if len(text) <= MAX_NUMBER_CHARS else _LongNumber(len(text))
-
-
-def _parse_float(text: str) -> float | _LongNumber:
-    return float(text) if len(text) <= MAX_NUMBER_CHARS else _LongNumber(len(text))
-
-
 def policy_from_json(text: str | bytes, source: str = "policy") -> Policy:
     """Parse JSON text into a :class:`Policy`; malformed JSON reports line and column.
 
@@ -208,31 +174,7 @@ def policy_from_json(text: str | bytes, source: str = "policy") -> Policy:
         ValueError: naming ``source`` (and the field, where one is at fault) for bytes that
             are not UTF-8, malformed or too deeply nested JSON, or an invalid policy.
     """
-    if isinstance(text, (bytes, bytearray)):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ValueError(
-                f"{source} must be UTF-8 encoded JSON, but byte {text[err.start]:#04x} at offset "
-                f"{err.start} is not valid UTF-8; save the file as UTF-8."
-            ) from None
-    elif not isinstance(text, str):
-        raise TypeError(f"text must be a str or bytes, but got {type(text).__name__}.")
-    try:
-        data = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_int=_parse_int, parse_float=_parse_float
-        )
-    except RecursionError:
-        raise ValueError(
-            f"{source} must be JSON nested only a few levels deep (a policy file nests 7), "
-            f"but its arrays or objects nest too deeply to parse."
-        ) from None
-    except ValueError as err:
-        if not isinstance(err, json.JSONDecodeError):
-            raise ValueError(f"{source} {err}") from None
-        raise ValueError(
-            f"{source} must be valid JSON, but got an error at line {err.lineno}, column {err.colno}: {err.msg}."
-        ) from None
+    data = read_json_text(text, source)  # the one reader of hand-editable JSON (autodata._json)
     return policy_from_dict(data, source)
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from autodata._io import atomic_write_text
+from autodata._json import read_json_file, read_json_text
 from autodata.augment.policy import Policy
 from autodata.augment.policy_io import FORMAT as POLICY_FORMAT
 from autodata.augment.policy_io import policy_from_dict, policy_to_dict
@@ -244,15 +245,8 @@ class PiecewiseSchedule(BaseSchedule[P]):
 
     @classmethod
     def from_json(cls, text: str, source: str = "schedule") -> PiecewiseSchedule[Any]:
-        """Parse JSON text; malformed JSON reports the line and column."""
-        try:
-            data = json.loads(text, object_pairs_hook=_no_duplicates)
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{source} must be valid JSON, but got an error at line {err.lineno}, column {err.colno}: {err.msg}."
-            ) from None
-        except ValueError as err:
-            raise ValueError(f"{source}: {err}") from None
+        """Parse JSON text (or UTF-8 bytes) with the one reader of hand-editable JSON (:mod:`autodata._json`)."""
+        data = read_json_text(text, source)
         return cls.from_dict(data, source)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -262,15 +256,7 @@ class PiecewiseSchedule(BaseSchedule[P]):
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PiecewiseSchedule[Any]:
         """Read and validate a schedule file written by :meth:`save` (or by hand)."""
-        source = os.fspath(path)
-        with open(path, "rb") as f:
-            raw = f.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{source} must be UTF-8 text, but got the byte {raw[err.start]:#04x} "
-                             f"at offset {err.start}.") from None
-        return cls.from_json(text, source)
+        return cls.from_dict(read_json_file(path), os.fspath(path))
 
 
 def _policy_to_dict(policy: object) -> dict[str, Any]:
@@ -288,14 +274,6 @@ def _policy_from_dict(data: object, where: str) -> PBAPolicy | Policy:
     if kind == POLICY_FORMAT:
         return policy_from_dict(data, where)
     raise ValueError(f"{where}.format must be {PBA_FORMAT!r} or {POLICY_FORMAT!r}, but got {kind!r}.")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise ValueError(f"an object must not repeat a field, but got {repeated} more than once.")
-    return dict(pairs)
 
 
 def _format(value: Any, indent: int, width: int = 110) -> str:

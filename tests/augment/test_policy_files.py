@@ -41,10 +41,10 @@ def _identity_text(**replace: str) -> str:
 def test_deep_nesting_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000)
-    with pytest.raises(ValueError, match="nest too deeply") as info:
+    with pytest.raises(ValueError, match="at most 64 deep") as info:
         load_policy(path)
     assert str(path) in str(info.value)
-    with pytest.raises(ValueError, match=r"^p\.json must be JSON nested"):
+    with pytest.raises(ValueError, match=r"^p\.json must nest JSON arrays and objects at most 64 deep"):
         policy_from_json('{"a": ' * 50_000, "p.json")
 
 
@@ -97,7 +97,7 @@ def test_error_messages_stay_short() -> None:
     with pytest.raises(ValueError, match=r"name must be one of") as info:
         policy_from_json(text, "p.json")
     assert len(str(info.value)) < 2000
-    nested = "[" * 900 + "]" * 900
+    nested = "[" * 50 + "]" * 50
     with pytest.raises(ValueError, match=r"ops\[0\]\.name must be one of") as info:
         policy_from_json(_identity_text(**{'"Identity"': nested}), "p.json")
     assert len(str(info.value)) < 2000

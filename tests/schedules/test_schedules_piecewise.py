@@ -126,10 +126,10 @@ def test_bad_files_name_file_and_field(tmp_path: Path, path: tuple, value: objec
 def test_bad_bytes_and_json(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     path.write_bytes(b'{"format": "autodata.schedule", "name": "caf\xe9"}')
-    with pytest.raises(ValueError, match=r"s.json must be UTF-8 text, but got the byte 0xe9 at offset 44"):
+    with pytest.raises(ValueError, match=r"s.json must be UTF-8 encoded JSON, but byte 0xe9 at offset 44"):
         PiecewiseSchedule.load(path)
     path.write_text('{"format": 1,\n "format": 2}')
-    with pytest.raises(ValueError, match=r"s.json: an object must not repeat a field, but got \['format'\]"):
+    with pytest.raises(ValueError, match=r"s.json must not repeat a field, but got \['format'\]"):
         PiecewiseSchedule.load(path)
     path.write_text('{"format": \n')
     with pytest.raises(ValueError, match="s.json must be valid JSON, but got an error at line 2"):

@@ -78,10 +78,10 @@ def test_from_dict_names_unknown_fields_and_the_source() -> None:
     [
         (b"\xff\xfe{}", "must be UTF-8 encoded JSON"),
         (b"[" * 100_000, "at most 64 deep"),
-        (b'{"lr": 1' + b"0" * 5000 + b"}", "at most 64 characters"),
-        (b'{"lr": 1e999}', "must hold finite numbers"),
-        (b'{"lr": NaN}', "must hold finite numbers"),
-        (b'{"lr": 0.1, "lr": 0.2}', "'lr' twice"),
+        (b'{"lr": 1' + b"0" * 5000 + b"}", "lr must be a number, but got a number literal of 5001 characters"),
+        (b'{"lr": 1e999}', "lr must be a finite number, but got inf"),
+        (b'{"lr": NaN}', "lr must be a finite number, but got nan"),
+        (b'{"lr": 0.1, "lr": 0.2}', "must not repeat a field, but got ['lr']"),
         (b'{"lr": 0.1', "must be valid JSON"),
     ],
 )
