@@ -14,7 +14,7 @@ does not prune multi-objective trials, so these train to their end.
 A run that diverges (a non-finite training loss) ends its trial with ``nan``: Optuna marks
 it failed (the user attribute ``diverged`` says when) and the study goes on. Each trial records user attributes: ``config`` (the whole
 config as JSON, what ``best/config.json`` is written from), ``epochs``, ``val_accuracy``,
-``test_accuracy`` (reported only, never used to select) and ``seconds``.
+``seconds`` (training and validation) and ``test_accuracy`` (reported only, never used to select).
 
 Example:
     >>> from autodata.train import TrainConfig
@@ -51,6 +51,8 @@ class Objective:
         space: what is tuned (default: :func:`~autodata.tune.space.default_space` of ``base``).
         second: ``None``, or a second objective of :data:`SECOND_OBJECTIVES`.
         on_epoch: called as ``on_epoch(trial, record)`` after each epoch (progress lines).
+        test: evaluate a trial that trains to its end on the test split once (reported, never
+            used to select); ``False`` saves that time.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class Objective:
         *,
         second: str | None = None,
         on_epoch: Callable[[Any, dict[str, Any]], None] | None = None,
+        test: bool = True,
     ) -> None:
         if not isinstance(base, TrainConfig):
             raise TypeError(f"base must be a TrainConfig, but got {type(base).__name__}.")
@@ -75,6 +78,7 @@ class Objective:
         self.space.check(base)
         self.second = second
         self.on_epoch = on_epoch
+        self.test = test
 
     @property
     def directions(self) -> list[str]:
@@ -101,24 +105,28 @@ class Objective:
         while not run.finished:
             start = time.perf_counter()
             try:
-                record = run.run_epoch()
+                record = run.train_epoch()
             except FloatingPointError as err:  # the learner refuses a non-finite loss: the run diverged
                 trial.set_user_attr("diverged", f"epoch {run.epoch + 1}: {err}")
                 return math.nan if self.second is None else (math.nan, math.nan)
-            seconds += time.perf_counter() - start
-            if self.on_epoch is not None:
-                self.on_epoch(trial, record)
             if not math.isfinite(record["train_loss"]):
                 trial.set_user_attr("diverged", f"epoch {run.epoch}: training loss {record['train_loss']}")
                 return math.nan if self.second is None else (math.nan, math.nan)
-            accuracy = record["val_accuracy"]
-            for key, value in (("epochs", run.epoch), ("val_accuracy", accuracy),
-                               ("test_accuracy", record["test_accuracy"]), ("seconds", seconds)):
+            val = run.evaluate("val")
+            seconds += time.perf_counter() - start
+            accuracy = record["val_accuracy"] = val["accuracy"]
+            record["val_loss"] = val["loss"]
+            run.history.append(record)
+            if self.on_epoch is not None:
+                self.on_epoch(trial, record)
+            for key, value in (("epochs", run.epoch), ("val_accuracy", accuracy), ("seconds", seconds)):
                 trial.set_user_attr(key, value)
             if self.second is None:
                 trial.report(accuracy, run.epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after epoch {run.epoch} (validation accuracy {accuracy:.2f}%).")
+        if self.test:
+            trial.set_user_attr("test_accuracy", run.evaluate("test")["accuracy"])
         if self.second is None:
             return accuracy
         return accuracy, SECOND_OBJECTIVES[self.second](run, seconds)

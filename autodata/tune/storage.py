@@ -95,10 +95,29 @@ def _journal(spec: str, settings: StorageSettings) -> Any:
     )
 
 
+def _with_driver(url: str) -> str:
+    """``postgresql://`` (or ``postgres://``) with the PostgreSQL driver that is installed: psycopg, else psycopg2.
+
+    SQLAlchemy's default driver for ``postgresql://`` changed from psycopg2 to psycopg (3) in
+    2.1; a URL that names its driver (``postgresql+psycopg2://``) is left as it is.
+    """
+    scheme, rest = url.split("://", 1)
+    if scheme.lower() not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    for driver in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(driver) is not None:
+            return f"postgresql+{driver}://{rest}"
+    raise MissingExtraError(f"the storage {redact_url(url)!r} needs a PostgreSQL driver, but none is installed; "
+                            f"install one with pip install psycopg2-binary (or pip install 'psycopg[binary]').")
+
+
 def _rdb(url: str, settings: StorageSettings) -> Any:
     optuna = require("optuna", extra="tune", purpose="the study storage")
     sqlalchemy = require("sqlalchemy", extra="tune", purpose="database storages")
     shown = redact_url(url)
+    url = _with_driver(url)
     try:
         parsed = sqlalchemy.engine.make_url(url)
         parsed.port  # noqa: B018 (a port that is not a number fails here, not later)
@@ -118,10 +137,9 @@ def _rdb(url: str, settings: StorageSettings) -> Any:
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=settings.heartbeat_interval,
                 grace_period=settings.grace_period, **{keyword: retry},
             )
-    except ModuleNotFoundError as err:
-        driver = {"psycopg2": "psycopg2-binary"}.get(err.name or "", err.name)
-        raise MissingExtraError(f"the storage {shown!r} needs the database driver {err.name}, which is not installed; "
-                                f"install it with pip install {driver}.") from None
+    except ImportError as err:  # Optuna reports a missing driver as an ImportError of its own
+        raise MissingExtraError(f"the storage {shown!r} needs a database driver that is not installed ({err}); "
+                                f"install it, e.g. pip install psycopg2-binary for PostgreSQL.") from None
     except sqlalchemy.exc.ArgumentError as err:
         raise ValueError(f"storage {shown!r} is not a usable database URL: {_scrub(str(err), parsed)}") from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, TypeError, OSError) as err:
