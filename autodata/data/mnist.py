@@ -43,6 +43,10 @@ _FASHION = _IdxLayout(
 )
 
 
+MAX_IDX_BYTES = 2**32
+"""The largest idx body read (4 GiB; MNIST's training images take 47 MB)."""
+
+
 def read_idx(path: str | os.PathLike[str], ndim: int) -> np.ndarray:
     """Reads an idx file of unsigned bytes (``.gz`` compressed or raw).
 
@@ -62,30 +66,42 @@ def read_idx(path: str | os.PathLike[str], ndim: int) -> np.ndarray:
         >>> labels = read_idx("train-labels-idx1-ubyte.gz", ndim=1)  # doctest: +SKIP
     """
     path = Path(path)
+    header_len = 4 + 4 * ndim
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        # Streamed, so that a small .gz cannot inflate past what its own header announces.
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            header = f.read(header_len)
+            if len(header) < header_len:
+                raise CorruptDatasetError(
+                    f"{path}: an idx file must start with a {header_len}-byte header, but got {len(header)} bytes."
+                )
+            magic = int.from_bytes(header[:4], "big")
+            expected_magic = (_UBYTE << 8) | ndim
+            if magic != expected_magic:
+                raise CorruptDatasetError(
+                    f"{path}: the idx magic number must be {expected_magic:#010x} (uint8, {ndim} dims), "
+                    f"but got {magic:#010x}."
+                )
+            dims = tuple(int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+            size = math.prod(dims)  # Python ints: np.prod in int64 could wrap to a match
+            if size > MAX_IDX_BYTES:
+                raise CorruptDatasetError(
+                    f"{path}: the header announces shape {dims}, i.e. {size} bytes, but an idx file here may "
+                    f"hold at most {MAX_IDX_BYTES} bytes; the file is corrupted."
+                )
+            body = f.read(size + 1)
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise CorruptDatasetError(
             f"Cannot decompress {path}: {type(err).__name__}: {err}. The file looks corrupted "
             f"or truncated; delete it and download it again."
         ) from err
-    header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise CorruptDatasetError(f"{path}: an idx file must start with a {header_len}-byte header, but got {len(raw)} bytes.")
-    magic = np.frombuffer(raw, dtype=">u4", count=1)[0]
-    expected_magic = (_UBYTE << 8) | ndim
-    if magic != expected_magic:
+    if len(body) != size:
+        held = f"{header_len + len(body)}" if len(body) <= size else f"more than {header_len + size}"
         raise CorruptDatasetError(
-            f"{path}: the idx magic number must be {expected_magic:#010x} (uint8, {ndim} dims), "
-            f"but got {int(magic):#010x}."
+            f"{path}: the header announces shape {dims}, i.e. {header_len + size} bytes, but the file "
+            f"holds {held} bytes; it is truncated or corrupted, download it again."
         )
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected_len = header_len + math.prod(dims)  # Python ints: np.prod in int64 could wrap to a match
-    if len(raw) != expected_len:
-        raise CorruptDatasetError(
-            f"{path}: the header announces shape {dims}, i.e. {expected_len} bytes, but the file "
-            f"holds {len(raw)} bytes; it is truncated or corrupted, download it again."
-        )
+    raw = header + body
     return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(dims)
 
 

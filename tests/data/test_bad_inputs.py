@@ -283,3 +283,25 @@ def test_write_json_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ValueError):  # NaN is not JSON: refused before anything is written
         write_json(path, {"x": float("nan")})
     assert path.read_bytes() == before
+
+
+def test_a_small_gz_idx_cannot_inflate_past_its_header(tmp_path) -> None:
+    import gzip
+    import struct
+
+    from autodata.data import CorruptDatasetError, read_idx
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    header = struct.pack(">I", 0x0803) + struct.pack(">III", 10, 28, 28)
+    with gzip.open(bomb, "wb") as f:
+        f.write(header)
+        for _ in range(50):
+            f.write(bytes(1 << 20))  # 50 MiB of zeros behind a header that announces 7,840 bytes
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(CorruptDatasetError, match="holds more than 7856 bytes"):
+        read_idx(bomb, ndim=3)
+    huge = tmp_path / "huge.gz"
+    with gzip.open(huge, "wb") as f:
+        f.write(struct.pack(">I", 0x0803) + struct.pack(">III", 2**16, 2**16, 2**16))
+    with pytest.raises(CorruptDatasetError, match="may hold at most"):
+        read_idx(huge, ndim=3)
