@@ -215,7 +215,7 @@ def optimize(
     callbacks = [optuna.study.MaxTrialsCallback(settings.n_trials, states=states), stop]
     if on_trial is not None:
         callbacks.append(on_trial)
-    study.optimize(_recording_errors(settings.objective(on_epoch)), catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
+    study.optimize(_recording_errors(settings.objective(on_epoch)), catch=(Exception,), callbacks=callbacks)
     if stop.in_a_row >= stop.limit:
         raise ValueError(f"{stop.in_a_row} trials in a row failed, the last with: {stop.last_reason}; "
                          f"fix the setup, then run the same command again to resume.")

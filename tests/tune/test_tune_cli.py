@@ -23,6 +23,7 @@ def _main(argv: list[str]) -> int:
 TINY = ["--dataset", "digits", "--n-train", "400", "--val-per-class", "10", "--epochs", "2", "--batch-size", "64"]
 
 
+@pytest.mark.slow
 def test_tune_writes_the_best_config_and_the_trials(tmp_path, capsys):
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"lr": {"low": 0.01, "high": 0.3, "log": True}}))
@@ -73,6 +74,7 @@ def test_the_help_lists_the_tune_flags_and_the_config_fields():
         assert flag in text
 
 
+@pytest.mark.slow
 def test_import_autodata_tune_does_not_import_optuna_and_a_missing_optuna_is_clear():
     code = (
         "import sys, autodata, autodata.tune, autodata.tune.cli, autodata.tune.space, autodata.tune.study\n"
