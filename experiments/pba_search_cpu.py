@@ -1,0 +1,118 @@
+"""A small PBA search on the CPU, then the quality of what it found against the usual baselines.
+
+Stage ``search``: PBA (population, interval 3, truncation 25%) on a seeded CIFAR-10 subset
+with the small CNN; prints the cost (wall time, images/s) and writes the schedule.
+Stage ``quality``: the same model, data, epochs and seeds trained with
+  - crop/flip only (the loader's pad-4 crop and flip),
+  - TrivialAugment (policies/trivialaugment.json on top of crop/flip),
+  - PBA's published CIFAR-10 schedule (policies/pba_rcifar10_200.json, stretched),
+  - the searched schedule (stretched to the epochs),
+  - the searched best member's final policy, held constant;
+PBA schedules bring their own crop, flip and Cutout (PBAAugment), so those runs turn the
+loader's off. Test accuracy is measured once, after the last epoch.
+
+Usage (the figures in the PBA report):
+    OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --stage search
+    OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --stage quality --seeds 0,1
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from autodata.pba import PBASearchConfig, search_schedule
+from autodata.schedules import PiecewiseSchedule, Segment
+from autodata.train import TrainConfig, build_run
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICIES = ROOT / "policies"
+
+
+def base_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(dataset="cifar10", n_train=args.n_train, val_per_class=args.val_per_class, model="small_cnn",
+                       epochs=args.epochs, batch_size=128, lr=args.lr, seed=0)
+
+
+def stage_search(args: argparse.Namespace) -> None:
+    config = PBASearchConfig(base_config(args), population=args.population, interval=args.interval, engine=args.engine)
+    start = time.perf_counter()
+
+    def log(r: dict) -> None:
+        best = max(r["val_accuracy"])
+        print(f"  epoch {r['epoch']:3d}  val best {best:5.1f}%  mean {statistics.mean(r['val_accuracy']):5.1f}%  "
+              f"{r['images_per_second']:6.0f} img/s  copies {r['copies']}", flush=True)
+
+    result = search_schedule(config, args.out, workdir=args.workdir, log=log)
+    seconds = time.perf_counter() - start
+    images = config.population * len(result.history) * (args.n_train - 10 * args.val_per_class)
+    print(f"| search | population | epochs | images trained | wall | img/s | best val | segments |")
+    print(f"|---|---|---|---|---|---|---|---|")
+    print(f"| cifar10 {args.n_train} small_cnn | {config.population} | {args.epochs} | {images} | {seconds / 60:.1f} min | "
+          f"{images / seconds:.0f} | {result.val_accuracy[result.best]:.1f}% | {len(result.schedule.segments)} |")
+    print(f"schedule -> {args.out}")
+
+
+def _train(config: TrainConfig) -> float:
+    run = build_run(config)
+    while not run.finished:
+        run.train_epoch()
+    return run.evaluate("test")["accuracy"]
+
+
+def stage_quality(args: argparse.Namespace) -> None:
+    base = base_config(args)
+    only = [s for s in args.only.split(",") if s] if args.only else None
+    constant_path = Path(args.workdir) / "searched_constant.json"
+    if only is None or any(name.startswith("searched") for name in only):
+        searched = PiecewiseSchedule.load(args.out)
+        os.makedirs(args.workdir, exist_ok=True)
+        PiecewiseSchedule([Segment(0, searched.num_epochs, searched.segments[-1].policy)], name="pba_searched_constant",
+                          description=f"the final policy of {args.out}, held constant").save(constant_path)
+    crop_flip = dict(crop_padding=4, flip=True)
+    settings = {
+        "crop/flip only": base.replace(**crop_flip),
+        "TrivialAugment": base.replace(**crop_flip, augment="policy", policy=str(POLICIES / "trivialaugment.json")),
+        "PBA published CIFAR-10 schedule": base.replace(augment="schedule", policy=str(POLICIES / "pba_rcifar10_200.json")),
+        "searched schedule": base.replace(augment="schedule", policy=str(args.out)),
+        "searched best policy, constant": base.replace(augment="schedule", policy=str(constant_path)),
+    }
+    only = only or list(settings)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print(f"| augmentation (cifar10 {args.n_train}, small_cnn, {args.epochs} epochs) | test accuracy % per seed | mean | minutes |")
+    print("|---|---|---|---|")
+    for name in only:
+        start = time.perf_counter()
+        accs = [_train(settings[name].replace(seed=s)) for s in seeds]
+        print(f"| {name} | {', '.join(f'{a:.2f}' for a in accs)} | {statistics.mean(accs):.2f} | "
+              f"{(time.perf_counter() - start) / 60:.1f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", choices=["search", "quality", "all"], default="all")
+    parser.add_argument("--n-train", type=int, default=4000)
+    parser.add_argument("--val-per-class", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--population", type=int, default=8)
+    parser.add_argument("--interval", type=int, default=3)
+    parser.add_argument("--engine", default="auto")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--only", default="", help="comma-separated setting names of the quality stage")
+    parser.add_argument("--out", default=str(POLICIES / "pba_searched_cifar10_small.json"))
+    parser.add_argument("--workdir", default=os.path.join("runs", "pba_search_cpu"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.stage in ("search", "all"):
+        stage_search(args)
+    if args.stage in ("quality", "all"):
+        stage_quality(args)
+
+
+if __name__ == "__main__":
+    main()
