@@ -38,11 +38,11 @@ def load_any_policy(spec: str) -> Any:
     from autodata.schedules import PBAPolicy, PiecewiseSchedule
 
     text = os.fspath(spec)
-    if text.startswith("rand") and not Path(text).exists() or text == "trivial":
-        return policy_from_string(text)
     try:
         path = resolve_policy_path(text)
     except FileNotFoundError:
+        if text in ("rand", "trivial") or text.startswith("rand-"):
+            return policy_from_string(text)
         raise ValueError(
             f"POLICY must be a policy or schedule file, a shipped name {list(shipped_names())} or a string such as "
             f"'rand-m9-n2' or 'trivial', but got {text!r}."

@@ -73,7 +73,24 @@ def _run(args: argparse.Namespace) -> int:
             line += (f"; {hits} of them ({hits / max(rows, 1):.0%}) had a corrupted label, against "
                      f"{samples.corrupted.mean():.0%} of all training samples")
         print(line, flush=True)
+        trend = _loss_weight_trend(samples.loss, samples.weight)
+        if trend > 0:
+            print("note: the learned weight still grows with the loss (rank correlation "
+                  f"{trend:+.2f}), so the lowest weights go to the easiest samples, not to wrong labels; "
+                  "train longer or with a larger meta set before trusting this list.", flush=True)
     return 0
+
+
+def _loss_weight_trend(loss: Any, weight: Any) -> float:
+    """Spearman rank correlation of loss and weight (negative: large losses are down-weighted)."""
+    import numpy as np
+
+    if len(loss) < 2:
+        return 0.0
+    ranks = [np.argsort(np.argsort(v, kind="stable")).astype(float) for v in (loss, weight)]
+    if ranks[0].std() == 0 or ranks[1].std() == 0:
+        return 0.0
+    return float(np.corrcoef(ranks[0], ranks[1])[0, 1])
 
 
 def register(commands: Any) -> None:
