@@ -39,6 +39,7 @@ def test_errors_name_the_flag(flags: list[str], message: str) -> None:
         search_config_from_arguments(args)
 
 
+@pytest.mark.slow
 def test_a_tiny_search_writes_the_schedule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "s.json"
     args = _parser().parse_args(["search-schedule", "--data", "digits", "--n-train", "300", "--val-per-class", "5",
