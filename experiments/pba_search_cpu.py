@@ -79,7 +79,7 @@ def stage_quality(args: argparse.Namespace) -> None:
         "TrivialAugment": base.replace(**crop_flip, augment="policy", policy=str(POLICIES / "trivialaugment.json")),
         "PBA published CIFAR-10 schedule": base.replace(augment="schedule", policy=str(POLICIES / "pba_rcifar10_200.json")),
         "searched schedule": base.replace(augment="schedule", policy=str(args.out)),
-        "searched best policy, constant": base.replace(augment="schedule", policy=str(constant_path)),
+        "searched best policy (constant)": base.replace(augment="schedule", policy=str(constant_path)),
     }
     only = only or list(settings)
     seeds = [int(s) for s in args.seeds.split(",")]
