@@ -117,3 +117,25 @@ def test_ctrl_c_ends_quietly_and_the_run_resumes(tmp_path) -> None:
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
     assert [r["epoch"] for r in RunDirectory(out).read_metrics()] == [1, 2, 3, 4]
     assert json.loads((out / "config.json").read_text())["epochs"] == 4
+
+
+def test_search_policy_writes_a_policy_file_that_train_reuses(tmp_path, capsys) -> None:
+    policy = tmp_path / "p.json"
+    assert main(["search", "policy", "--data", "digits", "--n-train", "300", "--meta-per-class", "10",
+                 "--model", "small_cnn", "--epochs", "1", "--policy-ops", "Rotate,Invert", "--keep", "2",
+                 "--quiet", "--out", str(policy)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["train", "--n-train", "300", "--epochs", "1", "--augment", "policy", "--policy", str(policy),
+                 "--quiet", "--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "final" / "policy.json").exists()
+    assert main(["search", "policy", "--data", "digits", "--model", "nope", "--out", str(policy)]) == 2
+    assert "--model must be one of" in capsys.readouterr().err
+
+
+def test_search_schedule_is_the_pba_search(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["search", "schedule", "--help"])
+    assert info.value.code == 0
+    assert "--population" in capsys.readouterr().out
+    assert main(["search", "schedule", "--population", "1", "--out", "x.json"]) == 2
+    assert "--population must be" in capsys.readouterr().err

@@ -192,6 +192,9 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         OSError: the file cannot be read.
         ValueError: naming the file (and field) for any bad content; see :func:`policy_from_json`.
     """
+    from autodata.augment.shipped import resolve_policy_path
+
+    path = resolve_policy_path(path)  # a path, or the name of a shipped policy ("randaugment")
     with open(path, "rb") as f:
         data = f.read()
     return policy_from_json(data, os.fspath(path))

@@ -21,6 +21,9 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 SUBCOMMANDS: tuple[str, ...] = (
     "autodata.cli.demo",
     "autodata.cli.train",
+    "autodata.cli.search",
+    "autodata.cli.policy",
+    "autodata.cli.report",
     "autodata.cli.version",
 )
 """Modules with ``register(commands)``, in the order ``autodata --help`` lists them."""
@@ -53,7 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
-        hint = f"; continue with: autodata {args.command} --out {out} --resume" if out else ""
+        hint = ""
+        if args.command == "train" and out:
+            hint = f"; continue with: autodata train --out {out} --resume"
+        elif args.command == "search" and getattr(args, "what", None) == "schedule":
+            hint = "; run the same command again to resume from the last perturbation point"
         print(f"autodata: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:

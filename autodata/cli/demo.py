@@ -16,6 +16,7 @@ __all__ = ["register"]
 
 
 def _run(args: argparse.Namespace) -> int:
+    from autodata.cli._progress import progress_reporter
     from autodata.train import TrainConfig, build_run, parse_method
 
     base = TrainConfig(
@@ -29,7 +30,10 @@ def _run(args: argparse.Namespace) -> int:
     realised = 0.0
     for method, title in (("ce", "cross-entropy"), ("mwn", "Meta-Weight-Net")):
         run = build_run(base.replace(**parse_method(method)))
-        history = run.fit()
+        with progress_reporter(base.epochs, quiet=args.quiet, force=args.progress, desc=title) as progress:
+            while not run.finished:
+                progress.on_epoch(run, run.run_epoch(progress.on_step))
+        history = run.history
         seconds = sum(r["train_seconds"] + r["eval_seconds"] for r in history)
         finals[method] = history[-1]["test_accuracy"]
         best = max(r["test_accuracy"] for r in history)
@@ -50,4 +54,7 @@ def register(commands: Any) -> None:
     demo.add_argument("--epochs", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quiet", action="store_true", help="print only the results")
+    from autodata.cli._progress import add_progress_arguments
+
+    add_progress_arguments(demo)
     demo.set_defaults(run=_run)

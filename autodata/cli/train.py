@@ -61,17 +61,26 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
 
 
 def _run(args: argparse.Namespace) -> int:
+    from autodata.cli._progress import progress_reporter
     from autodata.runs import train_in_directory
+    from autodata.runs.tensorboard import tensorboard_logger
 
     config = config_from_args(args)
     if args.out is None:
         args.out = os.path.join("runs", f"{config.dataset}_{config.model}_seed{config.seed}")
     say(args.quiet, f"autodata train -> {args.out}")
+    progress = progress_reporter(config.epochs, quiet=args.quiet, force=args.progress)
+    logger = tensorboard_logger(args.out, enabled=args.tensorboard)
 
     def on_epoch(run: Any, record: dict[str, Any]) -> None:
-        say(args.quiet, epoch_line(record, run.config.epochs))
+        logger(run, record)
+        progress.on_epoch(run, record)
+        if not args.quiet:
+            progress.write(epoch_line(record, run.config.epochs))
 
-    run = train_in_directory(config, args.out, resume=args.resume, overwrite=args.overwrite, on_epoch=on_epoch)
+    with progress, logger:
+        run = train_in_directory(config, args.out, resume=args.resume, overwrite=args.overwrite,
+                                 on_epoch=on_epoch, on_step=progress.on_step)
     final = run.history[-1]
     print(f"finished: {run.epoch} epochs, test accuracy {final['test_accuracy']:.2f}%; "
           f"summary in {os.path.join(args.out, 'summary.md')}", flush=True)
@@ -86,4 +95,9 @@ def register(commands: Any) -> None:
         epilog=EXAMPLES,
     )
     add_run_arguments(train)
+    from autodata.cli._progress import add_progress_arguments
+
+    add_progress_arguments(train)
+    train.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                       help="log to RUN_DIR/tensorboard (default: when tensorboard is installed)")
     train.set_defaults(run=_run)

@@ -14,11 +14,11 @@ from typing import Any
 __all__ = ["register", "search_config_from_arguments"]
 
 EXAMPLES = """examples:
-  autodata search-schedule --dataset cifar10 --n-train 4000 --val-per-class 50 --model small_cnn \\
+  autodata search schedule --dataset cifar10 --n-train 4000 --val-per-class 50 --model small_cnn \\
       --epochs 12 --population 8 --out policies/pba_searched_cifar10_small.json
-  autodata search-schedule --dataset cifar10 --n-train 4000 --val-per-class 732 --model wrn_40_2 --epochs 200 \\
+  autodata search schedule --dataset cifar10 --n-train 4000 --val-per-class 732 --model wrn_40_2 --epochs 200 \\
       --lr 0.1 --population 16 --interval 3 --device cuda --out pba_wrn.json   # PBA's reduced CIFAR-10 search
-  autodata search-schedule --ray --dataset digits --val-per-class 10 --epochs 6 --population 4 --out digits.json
+  autodata search schedule --ray --dataset digits --val-per-class 10 --epochs 6 --population 4 --out digits.json
   autodata train --augment schedule --policy pba_wrn.json --epochs 200 ...   # replay (stretched to --epochs)
 """
 
@@ -29,14 +29,14 @@ SKIPPED_TRAIN_FIELDS = (
 )
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``search-schedule`` subcommand to ``subparsers`` (``parser.add_subparsers()``)."""
+def register(subparsers: Any, name: str = "search-schedule") -> argparse.ArgumentParser:
+    """Add the subcommand ``name`` to ``subparsers`` (``autodata search schedule`` uses ``"schedule"``)."""
     from autodata._argparse import add_config_arguments
     from autodata.pba.config import PBASearchConfig
 
     defaults = PBASearchConfig()
     parser = subparsers.add_parser(
-        "search-schedule", help="learn an augmentation schedule with Population Based Augmentation",
+        name, help="learn an augmentation schedule with Population Based Augmentation",
         description="Population Based Augmentation (Ho et al., ICML 2019): train a population, let the bottom "
                     "quarter copy the top quarter every --interval epochs and perturb the copied policies; write "
                     "the best member's policy schedule (JSON) to --out. Members are ranked on the clean "

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from autodata._io import append_line, atomic_write_text, torch_save_atomic, write_json_atomic
+from autodata.runs.plots import epoch_record_extras
 from autodata.train import Run, TrainConfig, build_run
 
 __all__ = ["RunDirectory", "RunDirectoryError", "train_in_directory"]
@@ -46,8 +47,8 @@ def _json_record(record: dict[str, Any]) -> str:
 class RunDirectory:
     """The files of one run (see the module docstring)."""
 
-    OWN_FILES = ("config.json", "metrics.jsonl", "summary.md")
-    OWN_FOLDERS = ("checkpoints", "final", "plots")
+    OWN_FILES = ("config.json", "metrics.jsonl", "summary.md", "suspects.csv")
+    OWN_FOLDERS = ("checkpoints", "final", "plots", "tensorboard")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -121,7 +122,19 @@ class RunDirectory:
         self.write_summary(run)
 
     def write_summary(self, run: Run) -> None:
-        atomic_write_text(self.summary_path, summary_markdown(run))
+        from autodata.runs.plots import plots_section_markdown
+
+        atomic_write_text(self.summary_path, summary_markdown(run) + plots_section_markdown(self.path))
+
+    def write_plots(self, run: Run) -> None:
+        """Draw the run's plots into ``plots/`` (skipped quietly without matplotlib)."""
+        from autodata._imports import MissingExtraError
+        from autodata.runs.plots import write_run_plots
+
+        try:
+            write_run_plots(self.path, run=run)
+        except MissingExtraError:
+            pass
 
 
 def summary_markdown(run: Run) -> str:
@@ -147,7 +160,7 @@ def summary_markdown(run: Run) -> str:
         best = max(r["test_accuracy"] for r in run.history)
         lines += ["", f"Final test accuracy {run.history[-1]['test_accuracy']:.2f}% (best {best:.2f}%)."]
     lines += ["", "Files: `config.json`, `metrics.jsonl`, `checkpoints/last.pt`"
-              + (", `final/` (model, policy, reweighter)" if run.finished else "") + "."]
+              + (", `final/` (model, policy, reweighter), `plots/`" if run.finished else "") + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -159,6 +172,7 @@ def train_in_directory(
     overwrite: bool = False,
     on_epoch: Callable[[Run, dict[str, Any]], None] | None = None,
     on_step: Callable[[int, int, Any], None] | None = None,
+    plots: bool = True,
 ) -> Run:
     """Train ``config`` into ``directory``, or continue the run already there.
 
@@ -170,6 +184,7 @@ def train_in_directory(
         overwrite: remove a run that exists there and start again.
         on_epoch: called after each epoch with the run and the epoch's record.
         on_step: called after each training step (see :meth:`autodata.train.Run.train_epoch`).
+        plots: draw the plots into ``plots/`` when the run finishes (needs matplotlib).
 
     Returns:
         The run, finished.
@@ -213,10 +228,13 @@ def train_in_directory(
         config.save(folder.config_path)
     while not run.finished:
         record = run.run_epoch(on_step)
+        record.update(epoch_record_extras(run))  # what the plots need, e.g. a learned policy's state
         folder.save_checkpoint(run)
         folder.append_metrics(record)
         folder.write_summary(run)
         if on_epoch is not None:
             on_epoch(run, record)
     folder.save_final(run)
+    if plots:
+        folder.write_plots(run)
     return run

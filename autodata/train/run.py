@@ -81,7 +81,7 @@ def _build_augment(config: TrainConfig, data: RunData) -> nn.Module | None:
         policy = DifferentiablePolicy(ops=ops, temperature=config.policy_temperature, meta_lr=config.policy_lr)
         return policy.to(torch.device(config.device))
     if config.augment == "schedule":
-        return _augment_for(_load_schedule(config).policy_at(0), data.normalization.mean)
+        return _augment_for(_load_schedule(config).policy_at(0), data)
     return None
 
 
@@ -89,21 +89,25 @@ def _load_schedule(config: TrainConfig) -> Any:
     """The schedule file of ``config``, stretched to its epochs when its length differs (as PBA does)."""
     from autodata.schedules import PiecewiseSchedule
 
-    schedule = PiecewiseSchedule.load(config.policy)
+    from autodata.augment.shipped import resolve_policy_path
+
+    schedule = PiecewiseSchedule.load(resolve_policy_path(config.policy))
     return schedule if schedule.num_epochs == config.epochs else schedule.stretched(config.epochs)
 
 
-def _augment_for(policy: Any, fill: tuple[float, ...]) -> nn.Module:
+def _augment_for(policy: Any, data: RunData) -> nn.Module:
     """The module that applies a fixed policy: an autodata Policy or a PBA policy.
 
-    PBA fills uncovered pixels with 0 in normalised space, which is the dataset's mean: ``fill``.
+    PBA fills uncovered pixels with 0 in normalised space, which is the dataset's mean; its
+    crop pad (4 px) and Cutout (16 px) are CIFAR's 32 px sizes, scaled to the data's images.
     """
     if isinstance(policy, Policy):
         return PolicyAugment(policy)
     from autodata.schedules import PBAAugment, PBAPolicy
 
     if isinstance(policy, PBAPolicy):
-        return PBAAugment(policy, fill=fill)
+        size = int(data.train.images.shape[-1])
+        return PBAAugment(policy, fill=data.normalization.mean, pad=max(1, size // 8), cutout_size=max(1, size // 2))
     if isinstance(policy, nn.Module) and hasattr(policy, "sample"):
         return policy
     raise TypeError(f"policy must be a Policy, a PBAPolicy or an augmentation module, but got {type(policy).__name__}.")
@@ -240,7 +244,7 @@ class Run:
         """
         if self.config.augment == "learned":
             raise ValueError("set_policy() needs a run with a fixed augmentation, but this run learns its policy (augment='learned').")
-        module = _augment_for(policy, self.data.normalization.mean)
+        module = _augment_for(policy, self.data)
         self._fixed_policy = None if module is policy else policy
         self.learner.augment = module
 
