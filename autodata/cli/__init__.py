@@ -22,6 +22,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "autodata.cli.demo",
     "autodata.cli.train",
     "autodata.cli.search",
+    "autodata.tune.cli",
     "autodata.cli.policy",
     "autodata.cli.report",
     "autodata.cli.version",
@@ -61,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint = f"; continue with: autodata train --out {out} --resume"
         elif args.command == "search" and getattr(args, "what", None) == "schedule":
             hint = "; run the same command again to resume from the last perturbation point"
+        elif args.command == "tune":
+            hint = "; the finished trials are kept: run the same command again to resume the study"
         print(f"autodata: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
