@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -69,3 +70,42 @@ def test_quick_start_3_commands_run_as_written(tmp_path) -> None:
         assert done.returncode == 0, f"{command}\n{done.stderr}"
     assert (tmp_path / "runs" / "digits_mwn" / "final" / "reweighter.pt").exists()
     assert (tmp_path / "runs" / "digits_ce" / "summary.md").exists()
+
+
+def _run_shell_block(marker: str, cwd) -> None:
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    for command in _shell_commands(marker):
+        if command.startswith("optuna-dashboard"):
+            continue  # a server: tests/tune/test_tune_dashboard.py starts it for real, fetches the study, stops it
+        done = subprocess.run(shlex.split(command), cwd=cwd, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+
+
+
+@pytest.mark.slow
+def test_the_schedule_commands_run_as_written(tmp_path) -> None:
+    _run_shell_block("shell-schedule", tmp_path)
+    assert (tmp_path / "runs" / "digits_schedule.json").exists()
+    assert (tmp_path / "runs" / "digits_pba" / "final" / "policy.json").exists()
+
+
+@pytest.mark.slow
+def test_the_tune_commands_run_as_written(tmp_path) -> None:
+    _run_shell_block("shell-tune", tmp_path)
+    assert (tmp_path / "runs" / "tune_digits" / "trials.csv").exists()
+    assert (tmp_path / "runs" / "digits_tuned" / "summary.md").exists()
+
+
+@pytest.mark.slow
+def test_the_inspection_commands_run_as_written(tmp_path) -> None:
+    _run_shell_block("shell", tmp_path)
+    _run_shell_block("shell-look", tmp_path)
+    assert (tmp_path / "runs" / "digits_mwn" / "suspects.csv").exists()
+    assert (tmp_path / "runs" / "trivial.png").stat().st_size > 0
+    assert (tmp_path / "runs" / "rand_m9_n2.json").exists()

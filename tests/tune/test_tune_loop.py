@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,13 @@ import pytest
 
 from autodata.tune import ask
 
-SNIPPET = Path(__file__).with_name("readme_snippet.py")
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _snippet() -> str:
+    match = re.search(r"<!-- readme-test: tune -->\s*```python\n(.*?)```", README.read_text(), re.S)
+    assert match, "README has no python block marked 'tune'"
+    return match.group(1)
 
 
 def test_a_finished_block_completes_with_the_last_reported_value():
@@ -68,9 +75,9 @@ def test_a_block_without_a_value_is_a_clear_error_and_a_nan_fails():
 
 @pytest.mark.slow
 def test_the_readme_snippet_runs_as_is_in_seconds():
-    lines = SNIPPET.read_text().splitlines()
-    assert len([line for line in lines if line.strip()]) <= 15
+    code = _snippet()
+    assert len([line for line in code.splitlines() if line.strip()]) <= 15
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(SNIPPET)], capture_output=True, text=True, timeout=120, env=env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     assert "{'lr':" in result.stdout
