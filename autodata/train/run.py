@@ -47,7 +47,9 @@ def _build_model(config: TrainConfig, data: RunData) -> nn.Module:
         torch.manual_seed(derive_seed(config.seed, "model"))
         net = create_model(config.model, in_channels=data.in_channels, num_classes=data.num_classes)
     model = with_normalization(net, data.normalization.mean, data.normalization.std)
-    return model.to(torch.device(config.device))
+    device = torch.device(config.device)
+    memory_format = torch.channels_last if device.type == "cuda" else torch.preserve_format
+    return model.to(device, memory_format=memory_format)
 
 
 def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
