@@ -13,7 +13,7 @@ batched modules warp the samples of all affine ops of one slot in a single call.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from kornia.geometry.transform import warp_affine
@@ -108,3 +108,74 @@ def hflip(x: Tensor, value: Tensor, position: Tensor) -> Tensor:
     del value, position
     zeros = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     return crop_flip(x, zeros, zeros, torch.ones_like(zeros, dtype=torch.bool), 0)
+
+
+# ------------------------------------------------------------- masks and boxes follow the geometry
+def warp_nearest(mask: Tensor, matrix: Tensor) -> Tensor:
+    """:func:`warp` for label masks: nearest neighbour, zero padding, any dtype kept.
+
+    The same source-to-destination pixel matrices (B, 2, 3) as the images they belong to, so a
+    mask moves exactly with its image; labels are never blended. Integer labels up to 2**24 are
+    exact (they are warped in float32; int64 masks in float64).
+
+    Shape:
+        - mask: :math:`(B, K, H, W)`, any dtype; output: the same.
+    """
+    h, w = mask.shape[-2:]
+    work = torch.float64 if mask.dtype in (torch.int64, torch.float64) else torch.float32
+    out = warp_affine(mask.to(work), matrix.to(work), (h, w), mode="nearest", padding_mode="zeros",
+                      align_corners=True)  # (B, K, H, W)
+    if mask.dtype == torch.bool:
+        return out > 0.5
+    return out if mask.is_floating_point() else out.round().to(mask.dtype)
+
+
+def crop_pad_shift(value: float, position: tuple[float, float], h: int, w: int) -> tuple[int, int]:
+    """The whole-pixel content shift ``(dx, dy)`` of :func:`crop_pad` for one sample."""
+    return round((2 * position[0] - 1) * value * w), round((2 * position[1] - 1) * value * h)
+
+
+def shift(x: Tensor, dx: int, dy: int) -> Tensor:
+    """Move the content of ``x`` (..., H, W) by whole pixels, right by ``dx`` and down by ``dy``; zero fill.
+
+    Any dtype (bool masks included); the same result as :func:`crop_pad` with that shift.
+    """
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    if abs(dx) < w and abs(dy) < h:
+        out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = (
+            x[..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)])
+    return out
+
+
+def shift_matrix(dx: float, dy: float) -> list[list[float]]:
+    """The pixel matrix of a shift by ``(dx, dy)`` (for boxes)."""
+    return [[1.0, 0.0, float(dx)], [0.0, 1.0, float(dy)]]
+
+
+def hflip_matrix(w: int) -> list[list[float]]:
+    """The pixel matrix of :func:`hflip`: ``x' = W - 1 - x`` on pixel centres (for boxes)."""
+    return [[-1.0, 0.0, float(w - 1)], [0.0, 1.0, 0.0]]
+
+
+def transform_boxes(boxes: Tensor, matrix: Sequence[Sequence[float]], h: int, w: int) -> Tensor:
+    """Move XYXY boxes (N, 4) in pixel-edge coordinates with a pixel-centre matrix (2, 3).
+
+    The matrices of this module act on pixel centres (pixel ``i`` at ``i``); a box edge at
+    ``e`` is the centre coordinate ``e - 0.5``. Each box becomes the smallest axis-aligned box
+    around its four moved corners (a rotated or sheared box grows, as in torchvision),
+    clipped to the ``(H, W)`` canvas; a box moved off the canvas keeps zero width or height
+    (drop it with ``torchvision.transforms.v2.SanitizeBoundingBoxes``).
+
+    Shape:
+        - boxes: :math:`(N, 4)` float ``x1, y1, x2, y2``; output: the same.
+    """
+    m = torch.tensor(matrix, dtype=boxes.dtype, device=boxes.device)  # (2, 3)
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    xs = torch.stack([x1, x2, x2, x1], -1) - 0.5  # (N, 4) corners, pixel-centre coordinates
+    ys = torch.stack([y1, y1, y2, y2], -1) - 0.5
+    nx = m[0, 0] * xs + m[0, 1] * ys + m[0, 2] + 0.5  # (N, 4)
+    ny = m[1, 0] * xs + m[1, 1] * ys + m[1, 2] + 0.5
+    out = torch.stack([nx.amin(-1).clamp(0, w), ny.amin(-1).clamp(0, h), nx.amax(-1).clamp(0, w),
+                       ny.amax(-1).clamp(0, h)], -1)  # (N, 4)
+    return out

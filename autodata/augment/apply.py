@@ -5,8 +5,8 @@ per-sample choice (sub-policy per stage, gate, magnitude, sign, position) from a
 generator into a :class:`PolicyParams`, and :meth:`PolicyAugment.forward` replays them.
 Samples are grouped by op: each op runs once per stage and slot on the subset of samples
 that apply it (all affine ops of a slot share one warp), with no per-sample Python loop.
-:class:`PolicyTransform` wraps it for per-image ``torchvision`` / ``DataLoader`` pipelines
-with the same semantics.
+:class:`PolicyTransform` (:mod:`autodata.augment.transform_v2`) applies the same policy per
+sample as a ``torchvision.transforms.v2`` transform, with the same semantics.
 """
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from autodata.augment._base import BaseAugment
 from autodata.augment._checks import check_generator, check_images
 from autodata.augment._grouped import apply_grouped
 from autodata.augment.policy import Policy
+from autodata.augment.transform_v2 import PolicyTransform
+
+__all__ = ["PolicyAugment", "PolicyParams", "PolicyTransform"]
 
 
 @dataclass(frozen=True)
@@ -209,54 +212,3 @@ class PolicyAugment(BaseAugment):
 
     def extra_repr(self) -> str:
         return f"policy={self.policy.name!r}, stages={len(self.policy.stages)}, ops={list(self.op_names)}"
-
-
-class PolicyTransform:
-    """Per-image transform applying a policy, for ``torchvision`` / ``DataLoader`` pipelines.
-
-    Same semantics as :class:`PolicyAugment` (it runs one on a batch of one). Inside a
-    ``DataLoader`` worker, the generator is re-seeded once per worker from ``seed`` and the
-    worker's seed, so workers do not repeat each other.
-
-    Args:
-        policy: the :class:`Policy` to apply.
-        seed: seeds the transform's generator.
-
-    Example:
-        >>> t = PolicyTransform(Policy.identity(), seed=0)
-        >>> t(torch.zeros(3, 32, 32, dtype=torch.uint8)).dtype
-        torch.uint8
-
-    Shape:
-        - img: :math:`(C, H, W)`, ``uint8`` in ``[0, 255]`` or float in ``[0, 1]``.
-        - output: same shape and dtype.
-    """
-
-    def __init__(self, policy: Policy, seed: int | None = None) -> None:
-        self.augment = PolicyAugment(policy, seed=seed)
-        self.seed = seed
-        self._worker_seed: int | None = None
-
-    def _maybe_reseed_for_worker(self) -> None:
-        info = torch.utils.data.get_worker_info()
-        if info is not None and self._worker_seed != info.seed:
-            self._worker_seed = info.seed
-            base = 0 if self.seed is None else self.seed
-            self.augment.generator.manual_seed((base * 1_000_003 + info.seed) % (2**63))
-
-    def __call__(self, img: Tensor) -> Tensor:
-        """Augment one image."""
-        if not isinstance(img, Tensor) or img.ndim != 3:
-            shape = tuple(img.shape) if isinstance(img, Tensor) else type(img).__name__
-            raise ValueError(f"img must be a (C, H, W) tensor, but got {shape}.")
-        if img.dtype != torch.uint8 and not img.is_floating_point():
-            raise ValueError(f"img must be uint8 or floating point, but got dtype {img.dtype}.")
-        self._maybe_reseed_for_worker()
-        x = img.float().div(255.0) if img.dtype == torch.uint8 else img
-        y = self.augment(x.unsqueeze(0)).squeeze(0)
-        if img.dtype == torch.uint8:
-            return y.mul(255.0).round().clamp(0, 255).to(torch.uint8)
-        return y
-
-    def __repr__(self) -> str:
-        return f"PolicyTransform(policy={self.augment.policy.name!r}, seed={self.seed})"
