@@ -17,9 +17,11 @@ from torch import Tensor
 
 from autodata.augment._base import BaseAugment
 from autodata.augment._checks import check_generator, check_images
+from autodata.augment._geometric import warp_nearest
 from autodata.augment._grouped import apply_grouped
+from autodata.augment.ops import OPS
 from autodata.augment.policy import Policy
-from autodata.augment.transform_v2 import PolicyTransform
+from autodata.augment.transform_v2 import GEOMETRIC_OPS, PolicyTransform
 
 __all__ = ["PolicyAugment", "PolicyParams", "PolicyTransform"]
 
@@ -75,6 +77,57 @@ def _new_generator(seed: int | None) -> torch.Generator:
     return g
 
 
+def _mask_batch(mask: object, x: Tensor) -> Tensor:
+    """Check masks against their images; return them as (B, K, H, W) (bool as uint8)."""
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"mask must be a torch.Tensor, but got {type(mask).__name__}.")
+    b, _, h, w = x.shape
+    if mask.ndim not in (3, 4) or mask.shape[0] != b or tuple(mask.shape[-2:]) != (h, w):
+        raise ValueError(f"mask must have shape (B, H, W) or (B, K, H, W) with B, H, W = {b}, {h}, {w} of the "
+                         f"images, but got {tuple(mask.shape)}.")
+    m = mask.view(b, 1, h, w) if mask.ndim == 3 else mask
+    return (m.to(torch.uint8) if m.dtype == torch.bool else m).to(x.device)
+
+
+def _move_masks(
+    mask: Tensor,
+    op_index: Tensor,
+    op_names: tuple[str, ...],
+    candidates: list[int],
+    magnitude: Tensor,
+    sign: Tensor,
+    position: Tensor,
+    active: Tensor,
+    dtype: torch.dtype,
+) -> Tensor:
+    """Apply one slot's geometric ops to the masks of the samples that drew them (nearest).
+
+    The geometry of :func:`~autodata.augment._grouped.apply_grouped` for the images: the same
+    matrices, shifts and flips; colour ops do nothing here. All affine samples share one warp.
+    """
+    out = mask.clone()
+    affine_idx, matrices = [], []
+    h, w = mask.shape[-2:]
+    for op_id in candidates:
+        name = op_names[op_id]
+        if name not in GEOMETRIC_OPS:
+            continue
+        idx = ((op_index == op_id) & active).nonzero().squeeze(1)  # (n,)
+        if idx.numel() == 0:
+            continue
+        spec = OPS[name]
+        value = spec.value(magnitude[idx].to(dtype), sign[idx].to(dtype))  # (n,) as for the images
+        if spec.matrix is not None:
+            affine_idx.append(idx)
+            matrices.append(spec.matrix(value, h, w))
+        else:  # CropPad, HFlip: whole-pixel gathers, exact for any dtype
+            out.index_copy_(0, idx, spec.kernel(mask.index_select(0, idx), value, position[idx].to(dtype)))
+    if affine_idx:
+        idx = torch.cat(affine_idx)
+        out.index_copy_(0, idx, warp_nearest(mask.index_select(0, idx), torch.cat(matrices)))
+    return out
+
+
 class PolicyAugment(BaseAugment):
     """Apply a fixed policy to a batch on its device with per-sample randomness.
 
@@ -92,9 +145,16 @@ class PolicyAugment(BaseAugment):
         >>> torch.equal(aug(x, params), aug(x, params))
         True
 
+        >>> masks = torch.randint(0, 5, (8, 32, 32))  # per-pixel labels move with the geometry
+        >>> images, moved = aug(x, params, mask=masks)
+        >>> moved.shape, moved.dtype
+        (torch.Size([8, 32, 32]), torch.int64)
+
     Shape:
         - x: :math:`(B, C, H, W)` float in ``[0, 1]``.
-        - output: :math:`(B, C, H, W)`, same dtype and device.
+        - mask (optional): :math:`(B, H, W)` or :math:`(B, K, H, W)`, any dtype.
+        - output: :math:`(B, C, H, W)`, same dtype and device; with ``mask``, the pair
+          ``(output, moved mask)``.
     """
 
     params_type = PolicyParams
@@ -186,29 +246,38 @@ class PolicyAugment(BaseAugment):
                 got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
                 raise ValueError(f"params.{name} must have shape {shape} (S, J, B = {s}, {j}, {batch}), but got {got}.")
 
-    def forward(self, x: Tensor, params: PolicyParams | None = None) -> Tensor:
-        """Augment ``x``, drawing fresh parameters unless ``params`` are given."""
+    def forward(
+        self, x: Tensor, params: PolicyParams | None = None, mask: Tensor | None = None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Augment ``x``, drawing fresh parameters unless ``params`` are given.
+
+        With ``mask`` (label maps of the same images, as Kornia's ``AugmentationSequential``
+        takes them), the geometric ops (ShearX/Y, TranslateX/Y, Rotate, CropPad, HFlip) move
+        each sample's mask exactly as its image, with nearest-neighbour sampling and zero fill
+        (labels are never blended); colour ops, Cutout included, leave it unchanged. Returns
+        ``(images, masks)`` then.
+
+        Shape:
+            - mask: :math:`(B, H, W)` or :math:`(B, K, H, W)`, any dtype; output: the same.
+        """
         check_images(x)
         b = x.shape[0]
         if params is None:
             params = self.sample(b, device=x.device)
         self._check_params(params, b)
         params = params.to(x.device)
+        moved = None if mask is None else _mask_batch(mask, x)  # (B, K, H, W)
         out = x.clone()  # one copy; every slot then updates it in place
         for si, slots in enumerate(self._slot_ops):
             for ji, op_ids in enumerate(slots):
-                out = apply_grouped(
-                    out,
-                    params.op[si, ji],
-                    self.op_names,
-                    op_ids,
-                    params.magnitude[si, ji],
-                    params.sign[si, ji],
-                    params.position[si, ji],
-                    params.apply[si, ji],
-                    out=out,
-                )
-        return out
+                args = (params.op[si, ji], self.op_names, op_ids, params.magnitude[si, ji], params.sign[si, ji],
+                        params.position[si, ji], params.apply[si, ji])
+                if moved is not None:
+                    moved = _move_masks(moved, *args, dtype=x.dtype)
+                out = apply_grouped(out, *args, out=out)
+        if mask is None or moved is None:
+            return out
+        return out, (moved.to(torch.bool) if mask.dtype == torch.bool else moved).reshape(mask.shape)
 
     def extra_repr(self) -> str:
         return f"policy={self.policy.name!r}, stages={len(self.policy.stages)}, ops={list(self.op_names)}"
