@@ -11,6 +11,7 @@ from autodata.augment import BaseAugment
 from autodata.reweight import BaseReweighter
 
 __all__ = [
+    "batch_size",
     "check_batch",
     "check_components",
     "check_every",
@@ -18,15 +19,16 @@ __all__ = [
     "check_losses",
     "check_on_nonfinite",
     "check_targets",
+    "to_device",
 ]
 
 # What each batch is called in messages, and what it must hold.
 _NEEDS = {"training": "step() needs at least one training sample", "meta": "the meta set needs at least one sample"}
 
 
-def check_every(every: Any) -> int:
+def check_every(every: Any, what: str = "every") -> int:
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every must be a positive integer, but got {every!r}.")
+        raise ValueError(f"{what} must be a positive integer, but got {every!r}.")
     return every
 
 
@@ -68,30 +70,71 @@ def check_components(reweighter: Any, augment: Any, device: torch.device) -> Non
                 )
 
 
-def check_batch(what: str, x: Any, y: Any, device: torch.device, like: tuple[Tensor, Tensor] | None = None) -> None:
-    """A non-empty ``(x, y)`` pair of tensors on ``device``; shaped like ``like`` (the training batch)."""
-    for label, t in (("x", x), ("y", y)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"the {what} batch's {label} must be a torch.Tensor, but got {type(t).__module__}.{type(t).__name__}.")
-    if x.dim() == 0 or y.dim() == 0:
-        raise ValueError(f"the {what} batch must have a batch dimension, but got shapes {tuple(x.shape)} and {tuple(y.shape)}.")
-    if x.shape[0] == 0:
+def _leaves(what: str, label: str, t: Any) -> list[Tensor]:
+    """The tensors of a batch's ``x`` or ``y``: a tensor, or a dict/tuple/list of tensors (inputs only)."""
+    from torch.utils._pytree import tree_leaves
+
+    leaves = tree_leaves(t) if label == "x" and isinstance(t, (dict, tuple, list)) else [t]
+    for leaf in leaves:
+        if not isinstance(leaf, Tensor):
+            also = " (inputs may also be a dict/tuple/list of tensors)" if label == "x" else ""
+            raise TypeError(
+                f"the {what} batch's {label} must be a torch.Tensor, but got "
+                f"{type(leaf).__module__}.{type(leaf).__name__}{also}."
+            )
+    if not leaves:
+        raise ValueError(f"the {what} batch's {label} must hold at least one tensor, but got an empty {type(t).__name__}.")
+    return leaves
+
+
+def batch_size(x: Any) -> int:
+    """The number of samples of a batch's inputs (the first dimension of its first tensor)."""
+    from torch.utils._pytree import tree_leaves
+
+    return int(tree_leaves(x)[0].shape[0]) if isinstance(x, (dict, tuple, list)) else int(x.shape[0])
+
+
+def to_device(t: Any, device: torch.device) -> Any:
+    """A tensor, or a dict/tuple/list of tensors, moved to ``device`` (unchanged when already there)."""
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda a: a.to(device, non_blocking=True) if isinstance(a, Tensor) and a.device != device else a, t)
+
+
+def check_batch(what: str, x: Any, y: Any, device: torch.device, like: tuple[Any, Tensor] | None = None) -> None:
+    """A non-empty ``(x, y)`` pair on ``device``; shaped like ``like`` (the training batch).
+
+    ``x`` is a tensor or (with an ``inputs`` adapter) a dict/tuple/list of tensors that all
+    have the batch dimension first.
+    """
+    xs, (y,) = _leaves(what, "x", x), _leaves(what, "y", y)
+    if any(t.dim() == 0 for t in xs) or y.dim() == 0:
+        shapes = [tuple(t.shape) for t in xs]
+        raise ValueError(f"the {what} batch must have a batch dimension, but got shapes {', '.join(map(str, shapes))} and {tuple(y.shape)}.")
+    n = xs[0].shape[0]
+    if n == 0:
         raise ValueError(f"the {what} batch must not be empty ({_NEEDS[what]}), but got 0 samples.")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"the {what} batch must have as many targets as inputs, but got {x.shape[0]} inputs and {y.shape[0]} targets.")
-    for t in (x, y):
+    if any(t.shape[0] != n for t in xs[1:]):
+        raise ValueError(f"every input tensor of the {what} batch must have {n} samples, but got {[t.shape[0] for t in xs]}.")
+    if n != y.shape[0]:
+        raise ValueError(f"the {what} batch must have as many targets as inputs, but got {n} inputs and {y.shape[0]} targets.")
+    for t in (*xs, y):
         if t.device != device:
             raise ValueError(
                 f"the {what} batch is on {t.device} but the model is on {device}; "
                 f"move it with .to({str(device)!r})."
             )
     if like is not None:
-        for label, t, ref in (("inputs", x, like[0]), ("targets", y, like[1])):
-            if t.shape[1:] != ref.shape[1:]:
-                raise ValueError(
-                    f"the {what} batch's {label} must have the training batch's per-sample shape "
-                    f"{tuple(ref.shape[1:])}, but got {tuple(t.shape[1:])}."
-                )
+        refs = _leaves("training", "x", like[0])
+        if len(refs) != len(xs):
+            raise ValueError(f"the {what} batch's inputs must have the training batch's structure ({len(refs)} tensors), but got {len(xs)}.")
+        for label, ts, rs in (("inputs", xs, refs), ("targets", [y], [like[1]])):
+            for t, ref in zip(ts, rs):
+                if t.shape[1:] != ref.shape[1:]:
+                    raise ValueError(
+                        f"the {what} batch's {label} must have the training batch's per-sample shape "
+                        f"{tuple(ref.shape[1:])}, but got {tuple(t.shape[1:])}."
+                    )
 
 
 def check_targets(what: str, y: Tensor, num_classes: int) -> None:

@@ -17,7 +17,14 @@ Liu et al. 2019, eq. 7; Li et al. 2020, eq. 9). One step:
        (:meth:`~autodata.reweight.BaseReweighter.real_weights`).
 
 The user keeps the loop: ``loss = learner.step(x, y)`` replaces ``loss = criterion(model(x), y)``
-and the rest (``backward``, ``optimizer.step``, schedulers, autocast) stays as it was. Between
+and the rest (``backward``, ``optimizer.step``, schedulers, autocast) stays as it was. The loop's
+own habits are told to the learner once: gradient accumulation over micro-batches
+(``accumulation_steps``: one meta update per optimizer step, from the accumulated step),
+gradient clipping (``max_grad_norm``: the look-ahead clips as ``clip_grad_norm_`` does), inputs
+that are not one tensor (``inputs``: a dict or tuple batch to the model's arguments).
+``torch.compile`` and ``DistributedDataParallel`` models work with the first-order methods
+(``jvp``, ``fd``, ``online``); under DDP the hypergradients are averaged over the ranks, so every
+rank holds the same components after each step. Between
 meta steps (``every=k``) a step is step 1 and 4 with the current weights. The ``online`` method
 (:mod:`~autodata.bilevel.online`) instead takes the real optimizer step as its look-ahead and
 applies it one step late.
@@ -36,7 +43,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -45,10 +52,10 @@ from torch import Tensor, nn
 
 from autodata.augment import BaseAugment, IdentityAugment
 from autodata.bilevel import _checks
-from autodata.bilevel.hypergrad import HypergradientMethod, MetaProblem, check_radius, make_method
+from autodata.bilevel.hypergrad import HYPERGRADIENTS, HypergradientMethod, MetaProblem, check_radius, make_method
 from autodata.bilevel.lookahead import VirtualStep
 from autodata.bilevel.online import OnlineUpdater
-from autodata.bilevel.replay import RandomState, RecordedForward, Replay
+from autodata.bilevel.replay import Inputs, RandomState, RecordedForward, Replay, as_model_inputs, is_compiled, unwrap
 from autodata.reweight import BaseReweighter, UniformReweighter
 
 __all__ = ["MetaLearner", "StepInfo", "cycle"]
@@ -156,6 +163,17 @@ class MetaLearner:
             always raises, before anything is changed.
         fd_radius: for a named ``"fd"`` or ``"online"`` method: its ``radius`` (default 1e-2).
         seed: seed of the generator that samples augmentations.
+        inputs: the batch's inputs ``x`` -> the model's ``(args, kwargs)``, for a model that does
+            not take one tensor: ``inputs=lambda b: ((), b)`` calls ``model(**b)`` for a dict
+            batch, ``lambda b: (b, {})`` calls ``model(*b)`` for a tuple. ``x`` may then be a
+            dict/tuple/list of tensors with the batch dimension first (no augmentation).
+        max_grad_norm: the loop clips with ``clip_grad_norm_(model.parameters(), max_grad_norm)``
+            before ``optimizer.step()``: the look-ahead clips its gradient the same way. Without
+            it the look-ahead assumes an unclipped step.
+        accumulation_steps: the loop accumulates gradients over this many ``step()`` calls
+            (micro-batches, each back-propagating ``loss / accumulation_steps``) per
+            ``optimizer.step()``. The components are updated once per optimizer step, from the
+            accumulated step, with the first-order methods (``jvp``, ``fd``, ``online``).
 
     Example:
         >>> model = torch.nn.Linear(4, 3)
@@ -184,12 +202,17 @@ class MetaLearner:
         on_nonfinite: str = "raise",
         fd_radius: float | None = None,
         seed: int = 0,
+        inputs: Inputs | None = None,
+        max_grad_norm: float | None = None,
+        accumulation_steps: int = 1,
     ) -> None:
         self.every = _checks.check_every(every)
+        self.accumulation_steps = _checks.check_every(accumulation_steps, "accumulation_steps")
         self.on_nonfinite = _checks.check_on_nonfinite(on_nonfinite)
         if fd_radius is not None:
             check_radius(fd_radius, "fd_radius")
-        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.module = unwrap(model)  # the plain module under torch.compile / DDP: names, replays
+        params = {n: p for n, p in self.module.named_parameters() if p.requires_grad}
         if not params:
             raise ValueError(
                 "the model has no trainable parameters (none with requires_grad=True); the "
@@ -205,9 +228,12 @@ class MetaLearner:
         self.loss_fn = loss_fn or _per_sample_cross_entropy
         self.meta_loss_fn = meta_loss_fn or _mean_cross_entropy
         self._check_labels = loss_fn is None and meta_loss_fn is None
-        self.lookahead = VirtualStep(optimizer, params)
-        self.replay = Replay(model, params, self.augment, self.loss_fn, self.meta_loss_fn, self._check_targets)
+        self.inputs = inputs if inputs is not None else as_model_inputs
+        self.lookahead = VirtualStep(optimizer, params, max_grad_norm)
+        self.replay = Replay(model, params, self.augment, self.loss_fn, self.meta_loss_fn, self._check_targets, self.inputs)
         self.method = make_method(method, radius=fd_radius, layers=layers).bind(self)
+        self._distributed = isinstance(model, nn.parallel.DistributedDataParallel)
+        _check_method_fits(self.method, model, self._distributed, self.accumulation_steps, max_grad_norm)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.meta_optimizer = meta_optimizer or self._default_meta_optimizer()
         self._meta = _MetaStream(meta_data)
@@ -215,6 +241,10 @@ class MetaLearner:
         self.last: StepInfo | None = None
         self._closed = False
         self._online = OnlineUpdater(self, self.method) if self.method.delayed and self._learns else None
+        self._group: list[RecordedForward] = []  # earlier micro-batches of this optimizer step
+        self._since_real_step = 0  # step() calls since the last optimizer.step()
+        self._warned_no_real_step = False
+        self._hook = optimizer.register_step_post_hook(self._real_step_taken) if self._learns else None
 
     @property
     def augment(self) -> BaseAugment:
@@ -227,6 +257,9 @@ class MetaLearner:
         self._augment = augment
         if hasattr(self, "replay"):
             self.replay.augment = augment
+
+    def _real_step_taken(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._since_real_step = 0
 
     def _default_meta_optimizer(self) -> torch.optim.Optimizer | None:
         groups = [*self.reweighter.meta_param_groups(), *self.augment.meta_param_groups()]
@@ -259,16 +292,42 @@ class MetaLearner:
             The scalar training loss ``mean(w * l)`` with its graph to the model's parameters.
         """
         _checks.check_batch("training", x, y, self.device)
+        if not isinstance(x, Tensor) and not isinstance(self.augment, IdentityAugment):
+            raise ValueError(
+                f"an augmentation acts on an image tensor, but the training batch's x is a {type(x).__name__}; "
+                f"augment the images in your loader, or pass a tensor."
+            )
         index = self.num_steps
-        due = index % self.every == 0
+        k = self.accumulation_steps
+        micro, optimizer_step = index % k, index // k
+        due = optimizer_step % self.every == 0
         if self._online is not None:
-            loss = self._online.step(index, x, y, x_meta, y_meta, due)
+            loss = self._online.step(index, x, y, x_meta, y_meta, due, micro)
         elif self._learns and due and not self._closed:
-            loss = self._meta_step(index, x, y, *self._meta_batch(x, y, x_meta, y_meta))
+            self._check_real_step_taken(index)
+            if micro < k - 1:  # an earlier micro-batch: recorded, the meta update waits for the last
+                forward = self._real_forward(index, x, y, replayable=True)
+                self._group.append(forward.detached())
+                loss = self._reweighted_loss(forward, False, math.nan)
+            else:
+                loss = self._meta_step(index, x, y, *self._meta_batch(x, y, x_meta, y_meta))
         else:
             loss = self._reweighted_loss(self._real_forward(index, x, y, replayable=False), False, math.nan)
         self.num_steps = index + 1
+        self._since_real_step += 1
         return loss
+
+    def _check_real_step_taken(self, index: int) -> None:
+        """Warn (once) when meta steps come faster than optimizer steps: unannounced accumulation."""
+        if self._since_real_step >= self.accumulation_steps and not self._warned_no_real_step:
+            self._warned_no_real_step = True
+            warnings.warn(
+                f"step {index}: {self._since_real_step} step() calls since the last optimizer.step(), but "
+                f"accumulation_steps={self.accumulation_steps}: each meta update looks ahead as if every step() were "
+                f"an optimizer step. With gradient accumulation pass accumulation_steps=<micro-batches per "
+                f"optimizer step> (a GradScaler that skipped an inf/NaN step also shows this once).",
+                RuntimeWarning, stacklevel=3,
+            )
 
     # ------------------------------------------------------------------ pieces of a step
     def _meta_batch(
@@ -276,6 +335,8 @@ class MetaLearner:
     ) -> tuple[Tensor, Tensor]:
         if x_meta is None or y_meta is None:
             x_meta, y_meta = self._meta.next()
+        # a CPU loader feeding a model on an accelerator: move the clean batch to the model
+        x_meta, y_meta = _checks.to_device(x_meta, self.device), _checks.to_device(y_meta, self.device)
         _checks.check_batch("meta", x_meta, y_meta, self.device, like=(x, y))
         return x_meta, y_meta
 
@@ -285,15 +346,16 @@ class MetaLearner:
 
     def _real_forward(self, index: int, x: Tensor, y: Tensor, *, replayable: bool) -> RecordedForward:
         """The step's one real forward: BN statistics move once, as in plain training."""
-        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        buffers = {n: b.clone() for n, b in self.module.named_buffers()}
         rng = RandomState.capture(self.device) if replayable else None
-        aug_params = self.augment.sample(x.shape[0], self.generator)
+        aug_params = self.augment.sample(_checks.batch_size(x), self.generator)
         with torch.set_grad_enabled(replayable and self.augment.learns and not self.method.delayed):
             x_aug = self.augment(x, aug_params)
-        logits = self.model(x_aug)
+        args, kwargs = self.inputs(x_aug)
+        logits = self.model(*args, **kwargs)
         self._check_targets("training", y, logits.shape[-1])
         losses = self.loss_fn(logits, y)  # (B,)
-        _checks.check_losses(index, losses, y.shape[0], self.model, buffers)
+        _checks.check_losses(index, losses, y.shape[0], self.module, buffers)
         return RecordedForward(index, x, y, aug_params, losses, rng)
 
     def _step_weights(self, losses: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -314,21 +376,86 @@ class MetaLearner:
         self.last = StepInfo(forward.index, updated, float(losses.detach().mean()), meta_loss, weights.detach())
         return (weights.detach() * losses).mean()
 
-    def _meta_step(self, index: int, x: Tensor, y: Tensor, x_meta: Tensor, y_meta: Tensor) -> Tensor:
-        forward = self._real_forward(index, x, y, replayable=True)
-        weights, meta_params = self._step_weights(forward.losses, y)
+    def _augment_params(self) -> list[Tensor]:
+        return [p for p in self.augment.parameters() if p.requires_grad]
+
+    def _reduce(self, tensors: list[Tensor]) -> list[Tensor]:
+        """The mean over the data-parallel ranks (DDP), as the real step's gradient is; else as is."""
+        if not self._distributed:
+            return tensors
+        import torch.distributed as dist
+
+        group = getattr(self.model, "process_group", None)
+        size = dist.get_world_size(group)
+        out = []
+        for t in tensors:
+            t = t.detach().clone()
+            dist.all_reduce(t, group=group)
+            out.append(t / size)
+        return out
+
+    def problem_of(
+        self, records: Sequence[RecordedForward], x_meta: Any, y_meta: Tensor, **fields: Any
+    ) -> tuple[MetaProblem, list[Tensor]]:
+        """The meta problem of a real step made of ``records`` (its micro-batches), and its meta-parameters.
+
+        The training loss of the step is ``sum_m mean(w_m * l_m) / len(records)``; the last
+        record may carry its graph (``train_loss``), the others are replayed.
+        """
+        scale = 1.0 / len(records)
+        terms = []
+        meta_params: list[Tensor] = []
+        for record in records:
+            weights, meta_params_m = self._step_weights(record.losses, record.y)
+            terms.append((record, weights))
+            # a per-batch reweighter (L2RW) has its own meta-parameters in each micro-batch
+            meta_params.extend(p for p in meta_params_m if all(p is not q for q in meta_params))
+        losses_at = [self.replay.train_loss_at(r, w) for r, w in terms]
+        jvps = [self.replay.train_jvp(r, w, scale) for r, w in terms]
         problem = MetaProblem(
             params=self.params,
-            train_loss=(weights * forward.losses).mean(),
-            train_loss_at=self.replay.train_loss_at(forward, weights),
+            train_loss=None,
+            train_loss_at=lambda new: sum(f(new) for f in losses_at) * scale,
             lookahead=self.lookahead,
             meta_loss_at=self.replay.meta_loss_at(x_meta, y_meta),
             meta_params=meta_params,
+            train_jvp=lambda theta, u: sum(f(theta, u) for f in jvps),
+            augment_params=self._augment_params(),
+            reduce=self._reduce,
         )
+        return (replace(problem, **fields) if fields else problem), meta_params
+
+    def _meta_step(self, index: int, x: Tensor, y: Tensor, x_meta: Tensor, y_meta: Tensor) -> Tensor:
+        forward = self._real_forward(index, x, y, replayable=True)
+        if self._group:  # the last micro-batch of an accumulated step
+            group, self._group = [*self._group, forward], []
+            problem, meta_params = self.problem_of(group, x_meta, y_meta)
+            weights = self._step_weights(forward.losses, y)[0]
+            current = torch.autograd.grad((weights.detach() * forward.losses).mean() / len(group),
+                                          list(self.params.values()), retain_graph=True)
+            grads = {n: (torch.zeros_like(p) if p.grad is None else p.grad.detach()) + g_m
+                     for (n, p), g_m in zip(self.params.items(), self._reduce(list(current)))}
+            problem = replace(problem, grads=grads)
+        else:
+            weights, meta_params = self._step_weights(forward.losses, y)
+            problem = MetaProblem(
+                params=self.params,
+                train_loss=(weights * forward.losses).mean(),
+                train_loss_at=self.replay.train_loss_at(forward, weights),
+                lookahead=self.lookahead,
+                meta_loss_at=self.replay.meta_loss_at(x_meta, y_meta),
+                meta_params=meta_params,
+                train_jvp=self.replay.train_jvp(forward, weights),
+                augment_params=self._augment_params(),
+                reduce=self._reduce,
+            )
         hypergrads, meta_loss = self.method(problem)
+        hypergrads = self._reduce(list(hypergrads))
         updated = self._apply_hypergradients(index, meta_params, hypergrads, meta_loss)
-        own = len(meta_params) - sum(1 for p in self.augment.parameters() if p.requires_grad)
-        return self._reweighted_loss(forward, updated, float(meta_loss), hypergrads[:own])
+        own = len(meta_params) - len(self._augment_params())
+        # L2RW of an accumulated step: the last micro-batch's own per-batch weights
+        own_hyper = hypergrads[:own] if not self.reweighter.per_batch else hypergrads[own - 1:own]
+        return self._reweighted_loss(forward, updated, float(meta_loss), own_hyper)
 
     def _nonfinite(self, message: str) -> None:
         if self.on_nonfinite == "raise":
@@ -355,7 +482,10 @@ class MetaLearner:
         return True
 
     def close(self) -> None:
-        """Remove the optimizer hook of the ``online`` method; later steps are plain (nothing is learned)."""
+        """Remove the optimizer hooks (the ``online`` method's); later steps are plain (nothing is learned)."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
         if self._online is not None:
             self._online.close()
             self._online = None
@@ -407,6 +537,29 @@ class MetaLearner:
         self._meta.load_state_dict(state.get("meta_data") or {"drawn": 0})
         if self._online is not None:
             self._online.load_state_dict(state.get("pending"))
+
+
+def _check_method_fits(
+    method: HypergradientMethod, model: nn.Module, distributed: bool, accumulation_steps: int, max_grad_norm: float | None
+) -> None:
+    """Refuse a method the loop cannot support, naming the ones that can."""
+    first_order = sorted(n for n, cls in HYPERGRADIENTS.items() if not cls.second_order)
+    where = "a torch.compile'd model" if is_compiled(model) else "a DistributedDataParallel model" if distributed else None
+    if method.second_order and where is not None:
+        raise ValueError(
+            f"method={method.name!r} differentiates through a gradient (double backward), which {where} does not "
+            f"support; use one of the first-order methods {first_order} ('jvp' is exact)."
+        )
+    if method.second_order and accumulation_steps > 1:
+        raise ValueError(
+            f"accumulation_steps > 1 needs a first-order method {first_order} ('jvp' is exact), but got "
+            f"method={method.name!r}."
+        )
+    if method.delayed and max_grad_norm is not None:
+        raise ValueError(
+            f"method={method.name!r} replays the real step from the gradient its optimizer received, which clipping "
+            f"has already changed; with max_grad_norm use 'jvp' (exact) or 'fd', but got max_grad_norm={max_grad_norm}."
+        )
 
 
 def cycle(batches: Iterable[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:

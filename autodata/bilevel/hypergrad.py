@@ -10,6 +10,33 @@ policy) and ``L_meta`` is the loss on a clean validation batch.
 
 Methods:
 
+Which to use (costs on ResNet-32, batch 100, CPU; ``experiments/bench_meta_cost.py``):
+
+============  ========  ====================================================  ===========
+method        quality   how                                                   needs
+============  ========  ====================================================  ===========
+``jvp``       exact     one forward-mode JVP of the per-sample losses along   first order
+                        ``u``, a backward through the reweighter only: the
+                        cheapest exact method
+``exact``     exact     autograd through the update (double backward): the    second order
+                        reference; the most memory
+``last``      exact on  ``exact`` with the look-ahead on the last layer(s)    second order
+              the head
+``fd``        approx.   central finite differences along ``u``                first order
+``online``    approx.   ``fd`` (or ``jvp``) of the real step just taken,      first order
+                        applied one step late: no extra backward
+============  ========  ====================================================  ===========
+
+"first order" methods work with ``torch.compile``d and ``DistributedDataParallel`` models;
+second-order ones refuse them (aot_autograd and DDP do not support double backward).
+
+* ``jvp`` (:class:`ForwardMode`): for a per-sample reweighter the hypergradient factors
+  through the weights. With ``u`` as below, ``d L_meta / d phi = (1/B) sum_i (d w_i / d phi)
+  <u, grad l_i(theta)>``: the ``B`` directional derivatives ``<u, grad l_i>`` come at once from
+  one forward-mode JVP of the per-sample losses along ``u`` (replayed: same batch, dropout masks,
+  BatchNorm in train mode on copied buffers), then one backward through the reweighter. For a
+  learnable augmentation's parameters (the input depends on them), central differences as
+  ``fd`` (reverse-over-forward through the losses' JVP is not supported by every op).
 * ``exact`` (:class:`Exact`): autograd through the update (second order, ``create_graph=True``).
 * ``fd`` (:class:`FiniteDifference`, option ``radius``): DARTS-style finite differences. With ``v = grad L_meta(theta')`` and
   ``u = (d theta'/d g)^T v`` (a cheap vector-Jacobian product through the element-wise update),
@@ -56,6 +83,7 @@ __all__ = [
     "HYPERGRADIENTS",
     "Exact",
     "FiniteDifference",
+    "ForwardMode",
     "HypergradientMethod",
     "LastLayers",
     "MetaProblem",
@@ -81,6 +109,12 @@ class MetaProblem:
         meta_params: the data components' meta-parameters ``phi`` of this step.
         grads: the training gradient at ``params`` when it is already known (the ``online``
             method replays a real step from its recorded gradient); computed when ``None``.
+        train_jvp: ``(theta, u) -> mean(w * <u, grad l>)``, the weighted directional derivative
+            of the per-sample training losses at ``theta`` along ``u`` (a forward-mode JVP),
+            with its graph to the reweighter's meta-parameters through ``w`` only.
+        augment_params: those of ``meta_params`` that belong to the augmentation (the input
+            depends on them).
+        reduce: averages a list of tensors over data-parallel ranks (identity in one process).
     """
 
     params: Mapping[str, Tensor]
@@ -90,6 +124,9 @@ class MetaProblem:
     meta_loss_at: Callable[[Mapping[str, Tensor]], Tensor]
     meta_params: Sequence[Tensor]
     grads: Mapping[str, Tensor] | None = None
+    train_jvp: Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor] | None = None
+    augment_params: Sequence[Tensor] = ()
+    reduce: Callable[[list[Tensor]], list[Tensor]] = list
 
     def restrict(self, names: Sequence[str]) -> MetaProblem:
         """The same problem with the look-ahead on ``names`` only."""
@@ -113,10 +150,15 @@ class HypergradientMethod(abc.ABC):
         name: the registry key, e.g. ``"fd"``.
         delayed: ``True`` for a method that takes the real optimizer step as its look-ahead and
             is applied one step late (``online``); the engine then records each step's forward.
+        second_order: ``True`` for a method that differentiates through a gradient (double
+            backward); such a method cannot work through ``torch.compile`` or DDP.
+        exact: ``True`` when the hypergradient is exact (up to rounding), not approximated.
     """
 
     name: ClassVar[str]
     delayed: ClassVar[bool] = False
+    second_order: ClassVar[bool] = False
+    exact: ClassVar[bool] = False
 
     @abc.abstractmethod
     def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
@@ -193,6 +235,8 @@ class Exact(HypergradientMethod):
     """Second-order hypergradient by autograd through the optimizer's update."""
 
     name: ClassVar[str] = "exact"
+    second_order: ClassVar[bool] = True
+    exact: ClassVar[bool] = True
 
     def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
         names = list(problem.params)
@@ -228,30 +272,94 @@ class FiniteDifference(HypergradientMethod):
         check_radius(self.radius)
 
     def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
-        names = list(problem.params)
-        if problem.grads is not None:
-            grads = [problem.grads[n] for n in names]
-        else:
-            grads = torch.autograd.grad(problem.train_loss, [problem.params[n] for n in names], retain_graph=True)
-        with torch.enable_grad():
-            g_leaves = {n: g.detach().requires_grad_() for n, g in zip(names, grads)}
-            new = problem.lookahead(g_leaves)
-        new_leaves = {n: t.detach().requires_grad_() for n, t in new.items()}
-        meta_loss = problem.meta_loss_at(new_leaves)
-        v = torch.autograd.grad(meta_loss, list(new_leaves.values()))
-        # u = (d theta' / d g)^T v: element-wise, so this costs no model forward.
-        u = torch.autograd.grad(list(new.values()), list(g_leaves.values()), grad_outputs=v)
-        norm = torch.sqrt(sum((t.float() ** 2).sum() for t in u))
-        if norm == 0:
-            return [torch.zeros_like(p) for p in problem.meta_params], meta_loss.detach()
-        eps = self.radius / norm
-        theta = [problem.params[n].detach() for n in names]
-        plus = {n: t + eps * d for n, t, d in zip(names, theta, u)}
-        minus = {n: t - eps * d for n, t, d in zip(names, theta, u)}
-        # retain_graph: both losses share the graph of the weights (and of the augmented batch).
-        grad_plus = _grads_or_zeros(problem.train_loss_at(plus), problem.meta_params, retain_graph=True)
-        grad_minus = _grads_or_zeros(problem.train_loss_at(minus), problem.meta_params)
-        return [(a - b) / (2 * eps) for a, b in zip(grad_plus, grad_minus)], meta_loss.detach()
+        names, u, meta_loss = lookahead_direction(problem)
+        return central_difference(problem, names, u, problem.meta_params, self.radius), meta_loss
+
+
+def lookahead_direction(problem: MetaProblem) -> tuple[list[str], list[Tensor], Tensor]:
+    """``u = (d theta'/d g)^T v`` with ``v = grad L_meta(theta')``, and the meta loss at ``theta'``.
+
+    Costs one backward of the training loss (unless ``problem.grads`` is given), the validation
+    forward and backward at ``theta'``, and a vector-Jacobian product through the update rule
+    (element-wise, or through the clipping norm): no second-order graph. Under data parallelism
+    the training gradient and ``v`` are averaged over ranks, as the real step's gradient is.
+    """
+    names = list(problem.params)
+    if problem.grads is not None:
+        grads = [problem.grads[n] for n in names]
+    else:
+        grads = torch.autograd.grad(problem.train_loss, [problem.params[n] for n in names], retain_graph=True)
+        grads = problem.reduce(list(grads))
+    with torch.enable_grad():
+        g_leaves = {n: g.detach().requires_grad_() for n, g in zip(names, grads)}
+        new = problem.lookahead(g_leaves)
+    new_leaves = {n: t.detach().requires_grad_() for n, t in new.items()}
+    meta_loss = problem.meta_loss_at(new_leaves)
+    v = problem.reduce(list(torch.autograd.grad(meta_loss, list(new_leaves.values()))))
+    # u = (d theta' / d g)^T v: element-wise (or through the clipping norm): no model forward.
+    u = torch.autograd.grad(list(new.values()), list(g_leaves.values()), grad_outputs=v)
+    return names, list(u), meta_loss.detach()
+
+
+def central_difference(
+    problem: MetaProblem, names: Sequence[str], u: Sequence[Tensor], wrt: Sequence[Tensor], radius: float
+) -> list[Tensor]:
+    """``d/d wrt <u, grad_theta L_train>`` by central differences of ``grad_wrt L_train`` at ``theta +- eps u``."""
+    if not wrt:
+        return []
+    norm = torch.sqrt(sum((t.float() ** 2).sum() for t in u))
+    if norm == 0:
+        return [torch.zeros_like(p) for p in wrt]
+    eps = radius / norm
+    theta = [problem.params[n].detach() for n in names]
+    plus = {n: t + eps * d for n, t, d in zip(names, theta, u)}
+    minus = {n: t - eps * d for n, t, d in zip(names, theta, u)}
+    # retain_graph: both losses share the graph of the weights (and of the augmented batch).
+    grad_plus = _grads_or_zeros(problem.train_loss_at(plus), wrt, retain_graph=True)
+    grad_minus = _grads_or_zeros(problem.train_loss_at(minus), wrt)
+    return [(a - b) / (2 * eps) for a, b in zip(grad_plus, grad_minus)]
+
+
+@register
+@dataclass(frozen=True)
+class ForwardMode(HypergradientMethod):
+    """Exact hypergradient without a second-order graph: a JVP of the per-sample losses along ``u``.
+
+    ``d L_meta / d phi = (d g / d phi)^T u`` with ``g = grad_theta mean(w * l)`` and ``u = (d theta'
+    / d g)^T v``, so for a reweighter it is ``(1/B) sum_i (d w_i / d phi) <u, grad l_i(theta)>``:
+    one forward-mode pass (:mod:`torch.autograd.forward_ad`) gives all ``<u, grad l_i>``, a backward
+    through the reweighter (a few hundred flops) gives the hypergradient. The momentum, Nesterov
+    and Adam factors are in ``u``, from the real optimizer's rule. Cost: the backward of the
+    training loss (first order), the validation forward and backward, and one JVP forward
+    (about two forwards); no double backward through convolutions or BatchNorm.
+
+    A learnable augmentation's parameters act on the input, so they get central differences
+    along ``u`` (``radius`` as :class:`FiniteDifference`): exact for the reweighter, the ``fd``
+    approximation for the augmentation.
+
+    Args:
+        radius: finite-difference radius for the augmentation's parameters only.
+    """
+
+    name: ClassVar[str] = "jvp"
+    exact: ClassVar[bool] = True
+    radius: float = 1e-2
+
+    def __post_init__(self) -> None:
+        check_radius(self.radius)
+
+    def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
+        if problem.train_jvp is None:
+            raise ValueError("method='jvp' needs the problem's train_jvp (the engine gives it), but got None.")
+        names, u, meta_loss = lookahead_direction(problem)
+        augment_ids = {id(p) for p in problem.augment_params}
+        own = [p for p in problem.meta_params if id(p) not in augment_ids]
+        theta = {n: problem.params[n].detach() for n in names}
+        directional = problem.train_jvp(theta, dict(zip(names, u)))  # mean(w * <u, grad l>)
+        hyper = dict(zip(map(id, own), _grads_or_zeros(directional, own, retain_graph=True))) if own else {}
+        augment = list(problem.augment_params)
+        hyper.update(zip(map(id, augment), central_difference(problem, names, u, augment, self.radius)))
+        return [hyper[id(p)] for p in problem.meta_params], meta_loss
 
 
 def _last_parametrized_module(learner: MetaLearner) -> tuple[str, ...]:
@@ -274,6 +382,7 @@ class LastLayers(HypergradientMethod):
     """
 
     name: ClassVar[str] = "last"
+    second_order: ClassVar[bool] = True
     layers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:

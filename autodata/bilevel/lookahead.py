@@ -11,6 +11,11 @@ the real optimizer was; here the look-ahead reproduces the real one:
 Each rule is a small pure function of one parameter tensor, its gradient, its param-group
 settings and its (read-only) optimizer state, written to match PyTorch's single-tensor code
 paths line for line.
+
+A subclass of one of these that does not override ``step`` (a custom ``__init__``, extra
+methods) uses its base's rule. Gradient clipping by the total norm (``clip_grad_norm_`` before
+``optimizer.step()``) is part of the step: pass ``max_grad_norm`` and the look-ahead clips its
+gradient the same way, differentiably.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["SUPPORTED_OPTIMIZERS", "VirtualStep", "virtual_step"]
+__all__ = ["SUPPORTED_OPTIMIZERS", "VirtualStep", "clip_by_total_norm", "rule_of", "virtual_step"]
 
 # Rule signature: (param, grad, group, state) -> new param.
 _Rule = Callable[[Tensor, Tensor, Mapping[str, Any], Mapping[str, Any]], Tensor]
@@ -87,14 +92,34 @@ _RULES: dict[type[torch.optim.Optimizer], _Rule] = {
 SUPPORTED_OPTIMIZERS: tuple[str, ...] = tuple(cls.__name__ for cls in _RULES)
 
 
+def rule_of(optimizer: torch.optim.Optimizer) -> _Rule | None:
+    """The update rule of ``optimizer``'s class, or of the supported base class whose ``step`` it keeps."""
+    cls = type(optimizer)
+    for base in cls.__mro__:
+        if base in _RULES:
+            return _RULES[base] if cls.step is base.step else None
+    return None
+
+
+def clip_by_total_norm(grads: Mapping[str, Tensor], max_norm: float) -> dict[str, Tensor]:
+    """``torch.nn.utils.clip_grad_norm_``'s rule as a function: ``g * min(1, max_norm / (||g|| + 1e-6))``."""
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    return {n: g * coef.to(g.dtype) for n, g in grads.items()}
+
+
 class VirtualStep:
     """The next update of ``optimizer`` for a chosen set of its parameters, as a function.
 
     Calling it never modifies the optimizer's state or the parameters: it reads them.
 
     Args:
-        optimizer: the user's real optimizer (SGD, Adam or AdamW).
+        optimizer: the user's real optimizer (SGD, Adam or AdamW, or a subclass that keeps
+            their ``step``).
         params: the parameters to look ahead on, by name; each must be in ``optimizer``.
+        max_grad_norm: the loop's ``clip_grad_norm_(model.parameters(), max_grad_norm)``
+            before each ``optimizer.step()``; ``None``: no clipping. The total norm is that of
+            the gradients given to a call.
 
     Example:
         >>> model = torch.nn.Linear(3, 2)
@@ -104,14 +129,22 @@ class VirtualStep:
         >>> new = step(grads)  # what opt.step() would produce from these gradients
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor]) -> None:
-        rule = _RULES.get(type(optimizer))
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor], max_grad_norm: float | None = None
+    ) -> None:
+        rule = rule_of(optimizer)
         if rule is None:
+            overrides = any(base in _RULES for base in type(optimizer).__mro__)
             raise ValueError(
                 f"the look-ahead must reproduce the real optimizer, and supports "
-                f"{', '.join(SUPPORTED_OPTIMIZERS)}, but got {type(optimizer).__name__}. "
+                f"{', '.join(SUPPORTED_OPTIMIZERS)} (and subclasses that do not override step), but got "
+                f"{type(optimizer).__name__}{' (it overrides step)' if overrides else ''}. "
                 f"Use one of those, or pass a supported optimizer to the engine."
             )
+        if max_grad_norm is not None and not (isinstance(max_grad_norm, (int, float)) and not isinstance(max_grad_norm, bool)
+                                               and math.isfinite(max_grad_norm) and max_grad_norm > 0):
+            raise ValueError(f"max_grad_norm must be a finite number > 0 or None, but got {max_grad_norm!r}.")
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.optimizer = optimizer
         self.rule = rule
         group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
@@ -148,6 +181,8 @@ class VirtualStep:
         """
         new = {}
         group_of = self._groups() if groups is None else None
+        if self.max_grad_norm is not None:
+            grads = clip_by_total_norm(grads, self.max_grad_norm)
         for name, g in grads.items():
             p = self.params[name]
             value = p if params is None else params[name]

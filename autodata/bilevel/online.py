@@ -9,9 +9,11 @@ parameters that real step produced and its hypergradient, by the finite differen
 forward, updates the components. No extra backward: the cheapest method that sees every
 parameter (Baydin et al. 2018 use the same idea for a learning rate).
 
-The method needs one ``optimizer.step()`` after each ``step()``: a forward whose real step was
-not taken (gradient accumulation over several ``step()`` calls, a ``GradScaler`` that skipped an
-inf/NaN step) has no look-ahead to differentiate, and :meth:`OnlineUpdater.step` refuses it.
+The method needs one ``optimizer.step()`` after each ``step()`` (after each
+``accumulation_steps`` micro-batches with gradient accumulation, whose forwards are all recorded
+and replayed): a forward whose real step was not taken (unannounced accumulation, a
+``GradScaler`` that skipped an inf/NaN step) has no look-ahead to differentiate, and
+:meth:`OnlineUpdater.step` refuses it.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from autodata.bilevel.hypergrad import FiniteDifference, MetaProblem, register
+from autodata.bilevel.hypergrad import FiniteDifference, register
 from autodata.bilevel.replay import RecordedForward
 
 if TYPE_CHECKING:
@@ -53,9 +55,9 @@ class Online(FiniteDifference):
 
 @dataclass
 class _Pending:
-    """A recorded forward and, once the optimizer's hook has run, the real step it led to."""
+    """The recorded forwards of one real step and, once the optimizer's hook has run, that step."""
 
-    forward: RecordedForward
+    forwards: list[RecordedForward]
     params: dict[str, Tensor] | None = None
     grads: dict[str, Tensor] | None = None
     state: dict[str, Any] | None = None
@@ -89,36 +91,41 @@ class OnlineUpdater:
         pending.state = lookahead.snapshot_state()
         pending.groups = lookahead.snapshot_groups()
 
-    def step(self, index: int, x: Tensor, y: Tensor, x_meta: Tensor | None, y_meta: Tensor | None, due: bool) -> Tensor:
-        """Apply the hypergradient of the last recorded real step, then take this step's forward."""
+    def step(
+        self, index: int, x: Tensor, y: Tensor, x_meta: Tensor | None, y_meta: Tensor | None, due: bool, micro: int = 0
+    ) -> Tensor:
+        """Apply the hypergradient of the last recorded real step, then take this step's forward.
+
+        ``micro``: the position of this call among the ``accumulation_steps`` micro-batches of
+        its optimizer step (0: the first, which starts a new real step).
+        """
         learner, pending = self.learner, self.pending
-        if pending is not None and pending.grads is None:
+        k = learner.accumulation_steps
+        if pending is not None and pending.grads is None and (micro == 0 or len(pending.forwards) != micro):
             raise RuntimeError(
                 f"step {index}: method='online' takes the optimizer step after each step() as its look-ahead, "
-                f"but optimizer.step() was not called after step {pending.forward.index} (gradient accumulation "
-                f"over several step() calls, or a GradScaler that skipped an inf/NaN step). Call "
-                f"optimizer.step() once after every step(), or use method='fd' (the same approximation, "
-                f"applied at once), which allows both."
+                f"but optimizer.step() was not called after step {pending.forwards[-1].index} (gradient accumulation "
+                f"over several step() calls without accumulation_steps={k + 1 if k == 1 else '<micro-batches>'}, or a "
+                f"GradScaler that skipped an inf/NaN step). Call optimizer.step() once after every "
+                f"{'step()' if k == 1 else f'{k} step() calls'}, pass accumulation_steps, or use method='fd' (the same "
+                f"approximation, applied at once) or 'jvp'."
             )
+        if pending is not None and pending.grads is None:  # a later micro-batch of the same real step
+            forward = learner._real_forward(index, x, y, replayable=True)
+            pending.forwards.append(forward.detached())
+            return learner._reweighted_loss(forward, False, float("nan"))
         updated, meta_loss = False, float("nan")
         if pending is not None:
             x_meta, y_meta = learner._meta_batch(x, y, x_meta, y_meta)
-            record = pending.forward
-            weights, meta_params = learner._step_weights(record.losses, record.y)
-            problem = MetaProblem(
-                params=pending.params,
-                train_loss=None,
-                train_loss_at=learner.replay.train_loss_at(record, weights),
+            problem, meta_params = learner.problem_of(
+                pending.forwards, x_meta, y_meta, params=pending.params, grads=pending.grads,
                 lookahead=lambda g: learner.lookahead(g, params=pending.params, state=pending.state, groups=pending.groups),
-                meta_loss_at=learner.replay.meta_loss_at(x_meta, y_meta),
-                meta_params=meta_params,
-                grads=pending.grads,
             )
             hypergrads, loss = self.method(problem)
             meta_loss = float(loss)
-            updated = learner._apply_hypergradients(record.index, meta_params, hypergrads, loss)
+            updated = learner._apply_hypergradients(pending.forwards[-1].index, meta_params, learner._reduce(list(hypergrads)), loss)
         forward = learner._real_forward(index, x, y, replayable=due)
-        self.pending = _Pending(forward.detached()) if due else None
+        self.pending = _Pending([forward.detached()]) if due else None
         return learner._reweighted_loss(forward, updated, meta_loss)
 
     def state_dict(self) -> dict[str, Any] | None:
@@ -126,16 +133,20 @@ class OnlineUpdater:
         p = self.pending
         if p is None:
             return None
-        return {"forward": p.forward.to_state(self.learner.augment), "params": p.params, "grads": p.grads,
-                "state": p.state, "groups": p.groups}
+        forwards = [f.to_state(self.learner.augment) for f in p.forwards]
+        saved = {"forward": forwards[0], "params": p.params, "grads": p.grads, "state": p.state, "groups": p.groups}
+        if len(forwards) > 1:
+            saved["more_forwards"] = forwards[1:]
+        return saved
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         """Restore what :meth:`state_dict` saved."""
         if state is None:
             self.pending = None
             return
-        forward = RecordedForward.from_state(state["forward"], self.learner.augment, self.learner.device)
-        self.pending = _Pending(forward, state["params"], state["grads"], state["state"], state["groups"])
+        forwards = [state["forward"], *state.get("more_forwards", [])]
+        forwards = [RecordedForward.from_state(f, self.learner.augment, self.learner.device) for f in forwards]
+        self.pending = _Pending(forwards, state["params"], state["grads"], state["state"], state["groups"])
 
     def close(self) -> None:
         """Remove the optimizer hook."""

@@ -8,6 +8,11 @@ move, and inside :func:`torch.random.fork_rng`, so their dropout draws never adv
 caller's global random state: a loop's own ``torch.randperm`` draws are those of plain training.
 A replay of the training batch restores, inside the fork, the random state recorded before the
 real forward, so it sees that forward's dropout masks.
+
+Replays run on the plain module under a ``torch.compile`` or ``DistributedDataParallel`` wrapper
+(:func:`unwrap`): the compiled graph serves the real forward, and a replay never triggers DDP's
+gradient synchronisation. :meth:`Replay.train_jvp` is the forward-mode pass of the ``jvp``
+method (:mod:`torch.autograd.forward_ad`).
 """
 from __future__ import annotations
 
@@ -17,14 +22,44 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from autodata.augment import BaseAugment
 
-__all__ = ["RandomState", "RecordedForward", "Replay", "forked_rng"]
+__all__ = ["Inputs", "RandomState", "RecordedForward", "Replay", "as_model_inputs", "forked_rng", "is_compiled", "unwrap"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+Inputs = Callable[[Any], tuple[tuple[Any, ...], dict[str, Any]]]
+"""A batch's inputs ``x`` -> the model's ``(args, kwargs)``: ``model(*args, **kwargs)``."""
+
+
+def as_model_inputs(x: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The default adapter: the batch's inputs are the model's one positional argument."""
+    return (x,), {}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under ``torch.compile`` (``OptimizedModule``) and DDP/DataParallel wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod") and isinstance(getattr(model, "_orig_mod"), nn.Module):
+            model = model._orig_mod
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return model
+
+
+def is_compiled(model: nn.Module) -> bool:
+    """Whether the real forward runs through ``torch.compile`` (a wrapper or ``module.compile()``)."""
+    while True:
+        if hasattr(model, "_orig_mod") or getattr(model, "_compiled_call_impl", None) is not None:
+            return True
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return False
 
 
 def forked_rng(device: torch.device) -> contextlib.AbstractContextManager:
@@ -117,6 +152,7 @@ class Replay:
         loss_fn: per-sample training loss.
         meta_loss_fn: scalar validation loss.
         check_targets: ``(what, y, num_classes) -> None``, raising on bad labels.
+        inputs: the batch's inputs -> the model's ``(args, kwargs)`` (:func:`as_model_inputs`).
     """
 
     def __init__(
@@ -127,8 +163,10 @@ class Replay:
         loss_fn: LossFn,
         meta_loss_fn: LossFn,
         check_targets: Callable[[str, Tensor, int], None],
+        inputs: Inputs = as_model_inputs,
     ) -> None:
-        self.model = model
+        self.model = unwrap(model)
+        self.inputs = inputs
         self.params = params
         self.augment = augment
         self.loss_fn = loss_fn
@@ -153,18 +191,48 @@ class Replay:
 
         def train_loss_at(new: Mapping[str, Tensor]) -> Tensor:
             with rng.replay(), torch.set_grad_enabled(self.augment.learns):
-                out = functional_call(self.model, self.virtual_state(new), (self.augment(forward.x, forward.aug_params),))
+                out = self._call(new, self.augment(forward.x, forward.aug_params))
                 losses = self.loss_fn(out, forward.y)  # (B,)
             return (weights * losses).mean()
 
         return train_loss_at
+
+    def _call(self, new: Mapping[str, Tensor], x: Any) -> Tensor:
+        args, kwargs = self.inputs(x)
+        return functional_call(self.model, self.virtual_state(new), tuple(args), dict(kwargs))
+
+    def train_jvp(
+        self, forward: RecordedForward, weights: Tensor, scale: float = 1.0
+    ) -> Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor]:
+        """``scale * mean(weights * <u, grad l_i(theta)>)`` of the recorded forward, by one JVP.
+
+        The per-sample directional derivatives come from a forward-mode pass (dual tensors) of
+        the replayed batch (same augmentation, dropout masks; BatchNorm in train mode on copied
+        buffers); the result keeps its graph to the reweighter's parameters through
+        ``weights`` only (the tangents are constants for the backward).
+        """
+        if forward.rng is None:
+            raise ValueError(f"step {forward.index}: the forward was recorded without its random state, but got rng=None.")
+        rng = forward.rng
+
+        def train_jvp(theta: Mapping[str, Tensor], u: Mapping[str, Tensor]) -> Tensor:
+            with rng.replay(), torch.no_grad(), fwAD.dual_level():
+                x = self.augment(forward.x, forward.aug_params)
+                dual = {n: fwAD.make_dual(theta[n], u[n].to(theta[n].dtype)) for n in u}
+                primal, tangent = fwAD.unpack_dual(self.loss_fn(self._call(dual, x), forward.y))  # (B,)
+                if tangent is None:  # the losses do not depend on the looked-ahead parameters
+                    tangent = torch.zeros_like(primal)
+                tangent = tangent.clone()
+            return scale * (weights * tangent.to(weights.dtype)).mean()
+
+        return train_jvp
 
     def meta_loss_at(self, x_meta: Tensor, y_meta: Tensor) -> Callable[[Mapping[str, Tensor]], Tensor]:
         """The clean validation loss at given parameter values."""
 
         def meta_loss_at(new: Mapping[str, Tensor]) -> Tensor:
             with forked_rng(self.device):  # its dropout draws leave the caller's random state alone
-                out = functional_call(self.model, self.virtual_state(new), (x_meta,))
+                out = self._call(new, x_meta)
             self.check_targets("meta", y_meta, out.shape[-1])
             return self.meta_loss_fn(out, y_meta)
 
