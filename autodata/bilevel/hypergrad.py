@@ -364,7 +364,7 @@ class ForwardMode(HypergradientMethod):
 
 def _last_parametrized_module(learner: MetaLearner) -> tuple[str, ...]:
     last: list[str] = []
-    for prefix, module in learner.model.named_modules():
+    for prefix, module in learner.module.named_modules():
         own = [f"{prefix}.{n}" if prefix else n for n, p in module.named_parameters(recurse=False) if p.requires_grad]
         if own:
             last = own

@@ -1,0 +1,185 @@
+"""The user's real loop: accumulation, clipping, torch.compile, dict inputs, optimizer subclasses."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autodata import MetaLearner, MetaWeightNet
+from autodata.bilevel import VirtualStep
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+
+
+def _data(n: int = 12, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g)
+
+
+def _mwn() -> MetaWeightNet:
+    torch.manual_seed(1)
+    return MetaWeightNet(hidden=4, normalize=False).double()
+
+
+def _warm(model, optimizer, x, y) -> None:
+    for _ in range(2):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+
+def _update(method: str, opt_factory, micro: int, **kwargs):
+    """The reweighter's update of one optimizer step over 12 samples in ``micro`` micro-batches."""
+    model = _mlp()
+    optimizer = opt_factory(model.parameters())
+    x, y = _data()
+    xm, ym = _data(7, seed=1)
+    _warm(model, optimizer, x, y)
+    mwn = _mwn()
+    before = [p.detach().clone() for p in mwn.parameters()]
+    learner = MetaLearner(model, optimizer, reweighter=mwn, method=method, accumulation_steps=micro,
+                          meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0), **kwargs)
+    optimizer.zero_grad()
+    for chunk_x, chunk_y in zip(x.chunk(micro), y.chunk(micro)):
+        loss = learner.step(chunk_x, chunk_y, xm, ym)
+        (loss / micro).backward()
+    optimizer.step()
+    if method == "online":  # applied at the next call
+        learner.step(x[:2], y[:2], xm, ym)
+    assert learner.last.meta_updated
+    learner.close()
+    return [b - p.detach() for b, p in zip(before, mwn.parameters())]
+
+
+SGD = lambda p: torch.optim.SGD(p, lr=0.2, momentum=0.9, nesterov=True)  # noqa: E731
+ADAM = lambda p: torch.optim.Adam(p, lr=0.05)  # noqa: E731
+
+
+@pytest.mark.parametrize("method", ["jvp", "fd", "online"])
+@pytest.mark.parametrize("opt", [SGD, ADAM], ids=["sgd", "adam"])
+def test_accumulated_step_has_one_meta_update_equal_to_the_whole_batch(method, opt) -> None:
+    whole = _update("exact", opt, 1)
+    got = _update(method, opt, 3, **({} if method == "jvp" else {"fd_radius": 1e-5}))
+    for a, b in zip(got, whole):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-9)
+
+
+def test_second_order_methods_refuse_accumulation_and_unannounced_accumulation_warns() -> None:
+    model = _mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"accumulation_steps > 1 needs a first-order method \['fd', 'jvp', 'online'\]"):
+        MetaLearner(model, optimizer, reweighter=_mwn(), method="exact", accumulation_steps=2)
+    learner = MetaLearner(model, optimizer, reweighter=_mwn(), method="jvp")
+    x, y = _data()
+    learner.step(x, y, x, y)
+    with pytest.warns(RuntimeWarning, match="since the last optimizer.step.*accumulation_steps"):
+        learner.step(x, y, x, y)
+
+
+@pytest.mark.parametrize("method", ["exact", "jvp"])
+def test_clipped_lookahead_is_the_clipped_real_step(method: str) -> None:
+    model = _mlp()
+    optimizer = SGD(model.parameters())
+    x, y = _data()
+    _warm(model, optimizer, x, y)
+    optimizer.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    params = dict(model.named_parameters())
+    predicted = VirtualStep(optimizer, params, max_grad_norm=0.05)({n: p.grad for n, p in params.items()})
+    nn.utils.clip_grad_norm_(model.parameters(), 0.05)
+    optimizer.step()
+    for n, p in params.items():
+        torch.testing.assert_close(predicted[n], p.detach())
+    # the clipped look-ahead's hypergradient: jvp and exact agree
+    clipped = {m: _update(m, SGD, 1, max_grad_norm=0.05) for m in ("exact", method)}
+    for a, b in zip(clipped["exact"], clipped[method]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-12)
+    with pytest.raises(ValueError, match="with max_grad_norm use 'jvp'"):
+        MetaLearner(model, optimizer, reweighter=_mwn(), method="online", max_grad_norm=1.0)
+
+
+class _DictModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(5, 3), nn.Linear(2, 3)
+
+    def forward(self, image: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        return self.a(image) + self.b(extra)
+
+
+@pytest.mark.parametrize("method", ["jvp", "exact", "online"])
+def test_dict_batches_through_an_inputs_adapter(method: str) -> None:
+    torch.manual_seed(0)
+    model = _DictModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(8, 5, generator=g), "extra": torch.randn(8, 2, generator=g)}
+    y = torch.randint(0, 3, (8,), generator=g)
+    learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet(), method=method, inputs=lambda b: ((), b),
+                          meta_data=[(batch, y)])
+    for _ in range(2):
+        loss = learner.step(batch, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert learner.last.meta_updated and torch.isfinite(loss)
+    learner.close()
+    with pytest.raises(ValueError, match=r"every input tensor of the training batch must have 8 samples"):
+        learner.step({"image": batch["image"], "extra": batch["extra"][:3]}, y)
+
+
+def test_optimizer_subclass_without_its_own_step_is_accepted_and_one_with_is_refused() -> None:
+    class Tagged(torch.optim.SGD):
+        def __init__(self, params, **kw):
+            super().__init__(params, **kw)
+            self.tag = "mine"
+
+    class Own(torch.optim.SGD):
+        def step(self, closure=None):
+            return super().step(closure)
+
+    model = _mlp()
+    optimizer = Tagged(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = _data()
+    _warm(model, optimizer, x, y)
+    optimizer.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    params = dict(model.named_parameters())
+    predicted = VirtualStep(optimizer, params)({n: p.grad for n, p in params.items()})
+    optimizer.step()
+    for n, p in params.items():
+        torch.testing.assert_close(predicted[n], p.detach())
+    with pytest.raises(ValueError, match=r"subclasses that do not override step\), but got Own \(it overrides step\)"):
+        MetaLearner(model, Own(model.parameters(), lr=0.1))
+
+
+@pytest.mark.slow
+def test_compiled_model_works_with_first_order_methods_and_refuses_second_order() -> None:
+    model = _mlp()
+    compiled = torch.compile(model, backend="aot_eager")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    for method in ("exact", "last"):
+        with pytest.raises(ValueError, match=r"torch.compile'd model does not support.*\['fd', 'jvp', 'online'\]"):
+            MetaLearner(compiled, optimizer, reweighter=_mwn(), method=method)
+    x, y = _data()
+    xm, ym = _data(7, seed=1)
+    twin = copy.deepcopy(model)
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.2, momentum=0.9)
+    updates = []
+    for net, opt in ((compiled, optimizer), (twin, twin_opt)):
+        mwn = _mwn()
+        learner = MetaLearner(net, opt, reweighter=mwn, method="jvp", meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
+        for _ in range(2):
+            loss = learner.step(x, y, xm, ym)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        updates.append([p.detach().clone() for p in mwn.parameters()])
+    for a, b in zip(*updates):
+        torch.testing.assert_close(a, b)
