@@ -31,8 +31,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "tune", help="search hyperparameters with Optuna (resumable, several workers)",
         description="Search hyperparameters of a training config with Optuna: each trial trains a config drawn from "
-                    "the space, reports validation accuracy each epoch and may be pruned. Writes best/config.json "
-                    "and trials.csv into --out. Needs pip install 'autodata[tune]'.",
+                    "the space, reports validation accuracy each epoch and may be pruned. Writes best/config.json, "
+                    "trials.csv and plots/ (history, importances) into --out. Needs pip install 'autodata[tune]'.",
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="the study directory (its default storage, best/config.json, trials.csv)")
@@ -107,5 +107,11 @@ def run_tune(args: argparse.Namespace) -> int:
               f"{os.path.join(args.out, BEST_CONFIG)}, trials in {os.path.join(args.out, TRIALS_CSV)}", flush=True)
     else:
         print(f"no trial completed; trials in {os.path.join(args.out, TRIALS_CSV)}", flush=True)
+    try:  # history and importances as PNG next to trials.csv (matplotlib is the plots extra)
+        from autodata.tune.plots import write_study_plots
+
+        print(f"plots: {', '.join(map(str, write_study_plots(study, args.out)))}", flush=True)
+    except ImportError:
+        print("plots: skipped, matplotlib is missing (pip install 'autodata[plots]')", flush=True)
     print(f"dashboard: optuna-dashboard {settings.storage_name}", flush=True)
     return 0
