@@ -8,16 +8,25 @@ of the same rounds. Modes:
 * ``original``: the approach of the original Meta-Weight-Net code, as a reference: a copy of the
   model each step, autograd with ``create_graph``, a plain-SGD look-ahead on the copy, a
   validation forward, then a separate real forward and backward;
-* ``exact``, ``fd``, ``last``, ``online``: :class:`autodata.MetaLearner` with that method;
-* ``exact/k``, ``last/k``: the same with a meta update every k steps.
+* ``jvp``, ``exact``, ``fd``, ``last``, ``online``: :class:`autodata.MetaLearner` with that method
+  (``jvp`` and ``exact`` are exact, ``fd`` and ``online`` approximate, ``last`` looks ahead on
+  the classifier only);
+* ``jvp/k``, ``exact/k``, ``last/k``: the same with a meta update every k steps.
+
+Every round times the same number of steps for every mode, a whole number of every-k periods
+(``--steps`` is rounded up to a multiple of ``--every``), after a warm-up of one whole period:
+an every-k figure is the mean cost of a step over its periods, meta step included.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per mode; on the CPU, each mode runs
-in a fresh subprocess: after one warm-up step and ``malloc_trim``, the kernel's peak-RSS mark is
-reset (``/proc/self/clear_refs``) and the peak resident memory of three steps above the level
-at the reset is reported (Linux only; coarse, but the same yardstick for every mode).
+in a fresh subprocess: after one warm-up period and ``malloc_trim``, the kernel's peak-RSS mark
+is reset (``/proc/self/clear_refs``) and the peak resident memory of one whole period (at least
+three steps, a meta step included) above the level at the reset is reported (Linux only;
+coarse, but the same yardstick for every mode).
 
 Usage:
-    python experiments/bench_meta_cost.py --batch-size 128 --steps 10 --rounds 5
+    python experiments/bench_meta_cost.py --model small_cnn --batch-size 128 --steps 10 --rounds 5
+    python experiments/bench_meta_cost.py --model resnet32 --batch-size 100 --steps 10 --rounds 3 \
+        --only plain,original,jvp,exact,fd,online
 """
 from __future__ import annotations
 
@@ -37,18 +46,22 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from autodata import MetaLearner, MetaWeightNet
-from autodata.models import small_cnn
+from autodata.models import create_model, small_cnn
 
 
 def _setup(args):
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = small_cnn(in_channels=1, num_classes=10).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    if args.model == "small_cnn":
+        model, shape = small_cnn(in_channels=1, num_classes=10), (1, 28, 28)
+    else:
+        model, shape = create_model(args.model, num_classes=10), (3, 32, 32)
+    model = model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch_size, 1, 28, 28, generator=g).to(device)
+    x = torch.randn(args.batch_size, *shape, generator=g).to(device)
     y = torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
-    xm = torch.randn(args.meta_batch_size, 1, 28, 28, generator=g).to(device)
+    xm = torch.randn(args.meta_batch_size, *shape, generator=g).to(device)
     ym = torch.randint(0, 10, (args.meta_batch_size,), generator=g).to(device)
     return model, optimizer, (x, y, xm, ym)
 
@@ -111,17 +124,31 @@ def _autodata(method: str, every: int):
     return build
 
 
-def modes(k: int) -> dict:
-    return {
+def modes(k: int, only: str | None = None) -> dict:
+    table = {
         "plain": _plain,
         "original": _original,
+        "jvp": _autodata("jvp", 1),
         "exact": _autodata("exact", 1),
         "fd": _autodata("fd", 1),
         "last": _autodata("last", 1),
         "online": _autodata("online", 1),
+        f"jvp/{k}": _autodata("jvp", k),
         f"exact/{k}": _autodata("exact", k),
         f"last/{k}": _autodata("last", k),
     }
+    if only:
+        wanted = ["plain", *(n for n in only.split(",") if n != "plain")]
+        unknown = [n for n in wanted if n not in table]
+        if unknown:
+            raise SystemExit(f"--only must name modes among {list(table)}, but got {unknown}")
+        table = {n: table[n] for n in wanted}
+    return table
+
+
+def _period_steps(args) -> int:
+    """Steps per round: ``--steps`` rounded up to whole every-k periods."""
+    return -(-args.steps // args.every) * args.every
 
 
 def _sync(device: torch.device) -> None:
@@ -130,7 +157,8 @@ def _sync(device: torch.device) -> None:
 
 
 def time_modes(args) -> dict[str, list[float]]:
-    table = modes(args.every)
+    table = modes(args.every, args.only)
+    steps = _period_steps(args)
     runs = {}
     for name, build in table.items():
         model, optimizer, batch = _setup(args)
@@ -143,10 +171,10 @@ def time_modes(args) -> dict[str, list[float]]:
         for name, step in runs.items():
             _sync(device)
             start = time.perf_counter()
-            for _ in range(args.steps):
+            for _ in range(steps):
                 step()
             _sync(device)
-            per_step[name].append((time.perf_counter() - start) / args.steps)
+            per_step[name].append((time.perf_counter() - start) / steps)
     return per_step
 
 
@@ -155,19 +183,22 @@ def peak_memory(args, name: str) -> float:
     device = torch.device(args.device)
     model, optimizer, batch = _setup(args)
     step = modes(args.every)[name](model, optimizer, batch)
+    # a whole every-k period after a whole warm-up period: the measured steps hold a meta step
+    measured = max(3, args.every)
+    for _ in range(args.every):
+        step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-        for _ in range(3):
+        for _ in range(measured):
             step()
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    step()
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed memory back, so RSS is what is live
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (VmHWM)
     base = _status_kib("VmRSS")
-    for _ in range(3):
+    for _ in range(measured):
         step()
     return (_status_kib("VmHWM") - base) / 1024
 
@@ -187,6 +218,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--every", type=int, default=10, help="k of the every-k modes")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="small_cnn", help="small_cnn (1x28x28) or a create_model name (3x32x32)")
+    parser.add_argument("--only", default=None, help="comma-separated modes (plain is always timed)")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args()
 
@@ -203,9 +236,9 @@ def main() -> None:
         else:
             cmd = [sys.executable, __file__, *sys.argv[1:], "--memory-of", name]
             mem[name] = float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-    print(f"small CNN, batch {args.batch_size}, meta batch {args.meta_batch_size}, {args.device}, "
+    print(f"{args.model}, batch {args.batch_size}, meta batch {args.meta_batch_size}, {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.rounds} rounds x {args.steps} steps")
+          f"{args.rounds} rounds x {_period_steps(args)} steps")
     print(f"{'mode':<10} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}")
     for name, times in per_step.items():
         ratios = [t / p for t, p in zip(times, plain)]

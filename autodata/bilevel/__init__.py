@@ -2,13 +2,16 @@
 
 ``engine`` (the step), ``replay`` (recorded forwards at other parameters), ``hypergrad`` (the
 methods, one registry: :data:`HYPERGRADIENTS`), ``online`` (the one-step-late method),
-``lookahead`` (the real optimizers' update rules).
+``lookahead`` (the real optimizers' update rules), ``guard`` (learned weights never make training
+diverge silently).
 """
 from autodata.bilevel.engine import MetaLearner, StepInfo, cycle
+from autodata.bilevel.guard import DivergenceGuard
 from autodata.bilevel.hypergrad import (
     HYPERGRADIENTS,
     Exact,
     FiniteDifference,
+    ForwardMode,
     HypergradientMethod,
     LastLayers,
     MetaProblem,
@@ -19,8 +22,10 @@ from autodata.bilevel.lookahead import SUPPORTED_OPTIMIZERS, VirtualStep, virtua
 from autodata.bilevel.online import Online
 
 __all__ = [
+    "DivergenceGuard",
     "Exact",
     "FiniteDifference",
+    "ForwardMode",
     "HYPERGRADIENTS",
     "HypergradientMethod",
     "LastLayers",

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from autodata.augment import BaseAugment, IdentityAugment
 from autodata.bilevel import _checks
 from autodata.bilevel.hypergrad import HYPERGRADIENTS, HypergradientMethod, MetaProblem, check_radius, make_method
+from autodata.bilevel.guard import DivergenceGuard
 from autodata.bilevel.lookahead import VirtualStep
 from autodata.bilevel.online import OnlineUpdater
 from autodata.bilevel.replay import Inputs, RandomState, RecordedForward, Replay, as_model_inputs, is_compiled, unwrap
@@ -81,6 +82,8 @@ class StepInfo:
         train_loss: unweighted mean training loss of the batch.
         meta_loss: validation loss at the look-ahead ``theta'`` (NaN when not updated).
         weights: the per-sample weights used for the real step, detached, shape ``(B,)``.
+        fallback: the divergence guard replaced the learned weights by uniform ones
+            (:mod:`~autodata.bilevel.guard`).
     """
 
     step: int
@@ -88,6 +91,7 @@ class StepInfo:
     train_loss: float
     meta_loss: float
     weights: Tensor
+    fallback: bool = False
 
 
 class _MetaStream:
@@ -174,6 +178,9 @@ class MetaLearner:
             (micro-batches, each back-propagating ``loss / accumulation_steps``) per
             ``optimizer.step()``. The components are updated once per optimizer step, from the
             accumulated step, with the first-order methods (``jvp``, ``fd``, ``online``).
+        guard: watch the validation loss at the look-ahead; when it climbs past twice its best
+            (:class:`~autodata.bilevel.guard.DivergenceGuard`), warn and train with uniform
+            weights until it is back. ``False`` turns the guard off.
 
     Example:
         >>> model = torch.nn.Linear(4, 3)
@@ -205,6 +212,7 @@ class MetaLearner:
         inputs: Inputs | None = None,
         max_grad_norm: float | None = None,
         accumulation_steps: int = 1,
+        guard: bool = True,
     ) -> None:
         self.every = _checks.check_every(every)
         self.accumulation_steps = _checks.check_every(accumulation_steps, "accumulation_steps")
@@ -241,6 +249,7 @@ class MetaLearner:
         self.last: StepInfo | None = None
         self._closed = False
         self._online = OnlineUpdater(self, self.method) if self.method.delayed and self._learns else None
+        self.guard = DivergenceGuard() if guard else None
         self._group: list[RecordedForward] = []  # earlier micro-batches of this optimizer step
         self._since_real_step = 0  # step() calls since the last optimizer.step()
         self._warned_no_real_step = False
@@ -373,7 +382,21 @@ class MetaLearner:
                 weights = self.reweighter(losses.detach(), forward.y)
             else:
                 weights = self.reweighter.real_weights(losses.detach(), forward.y, hypergrads if updated else None)
-        self.last = StepInfo(forward.index, updated, float(losses.detach().mean()), meta_loss, weights.detach())
+        fallback = False
+        if self.guard is not None and self.reweighter.learns:
+            switched = self.guard.update(meta_loss) if updated else None
+            if switched is not None:
+                warnings.warn(
+                    f"step {forward.index}: the validation loss at the look-ahead ({self.guard.ema:.3g}, smoothed) "
+                    + (f"climbed past twice its best ({self.guard.best:.3g}): training diverges with the learned "
+                       f"weights; uniform weights until it recovers (lower the meta learning rate or the "
+                       f"optimizer's, or pass guard=False)." if switched else
+                       "is back near its best: the learned weights are used again."),
+                    RuntimeWarning, stacklevel=4,
+                )
+            if self.guard.active:
+                weights, fallback = torch.ones_like(weights), True
+        self.last = StepInfo(forward.index, updated, float(losses.detach().mean()), meta_loss, weights.detach(), fallback)
         return (weights.detach() * losses).mean()
 
     def _augment_params(self) -> list[Tensor]:
@@ -518,6 +541,7 @@ class MetaLearner:
             "generator": self.generator.get_state(),
             "meta_data": self._meta.state_dict(),
             "pending": None if self._online is None else self._online.state_dict(),
+            "guard": None if self.guard is None else self.guard.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -537,6 +561,8 @@ class MetaLearner:
         self._meta.load_state_dict(state.get("meta_data") or {"drawn": 0})
         if self._online is not None:
             self._online.load_state_dict(state.get("pending"))
+        if self.guard is not None and state.get("guard") is not None:
+            self.guard.load_state_dict(state["guard"])
 
 
 def _check_method_fits(

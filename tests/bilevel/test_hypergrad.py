@@ -66,7 +66,7 @@ def _numeric_hypergradient(model, optimizer, mwn, batch, names, h=1e-6):
     return out
 
 
-@pytest.mark.parametrize("method", ["exact", "fd", "last"])
+@pytest.mark.parametrize("method", ["exact", "jvp", "fd", "last"])
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
 def test_hypergradient_matches_finite_differences(method: str, opt_name: str) -> None:
     torch.manual_seed(0)
@@ -116,3 +116,20 @@ def test_online_hypergradient_is_that_of_the_real_step_taken(opt_name: str) -> N
     den = torch.sqrt(sum((b**2).sum() for b in expected))
     assert den > 1e-8
     assert num / den < 1e-3, f"relative error {float(num / den):.2e}"
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+def test_jvp_equals_exact_to_rounding(opt_name: str) -> None:
+    """The forward-mode method is exact: the same update as the double backward, in float64."""
+    updates = []
+    for method in ("exact", "jvp"):
+        torch.manual_seed(0)
+        model, optimizer, batch = _setup(opt_name)
+        mwn = MetaWeightNet(hidden=4).double()
+        before = [p.detach().clone() for p in mwn.parameters()]
+        learner = MetaLearner(model, optimizer, reweighter=mwn, method=method,
+                              meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
+        learner.step(*batch)
+        updates.append([b - p.detach() for b, p in zip(before, mwn.parameters())])
+    for a, b in zip(*updates):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)

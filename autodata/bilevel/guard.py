@@ -1,0 +1,63 @@
+"""A guard against learned weights that make training diverge.
+
+Learned weights concentrate the real step on few samples: L2RW's first weights (mean 1 over a
+handful of samples) gave a gradient 2.6x the uniform one and a meta loss from 2.3 to 8.5 in one
+step; a Meta-Weight-Net on 60% symmetric noise let the training loss climb from 2.3 to 12.8.
+The guard watches the unweighted training loss of the real steps (an exponential moving
+average) against the best it has been; when it rises past ``factor`` times that (and by more
+than ``margin``), the learner warns once and trains with uniform weights until the average is
+back under the bound. Nothing fails silently: each switch is a ``RuntimeWarning`` and
+:attr:`~autodata.bilevel.StepInfo` reports it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DivergenceGuard"]
+
+
+@dataclass
+class DivergenceGuard:
+    """Detects a diverging training loss; the learner falls back to uniform weights meanwhile.
+
+    Args:
+        factor: the smoothed loss may reach ``factor`` times its best before the guard acts.
+        margin: and must exceed the best by this much (small losses jitter by large factors).
+        beta: smoothing of the moving average.
+        warmup: steps before the guard may act (the average needs a few steps).
+    """
+
+    factor: float = 2.0
+    margin: float = 0.5
+    beta: float = 0.9
+    warmup: int = 5
+    ema: float = math.nan
+    best: float = math.inf
+    seen: int = 0
+    active: bool = False
+
+    def update(self, loss: float) -> bool | None:
+        """Record a real step's unweighted loss; ``True``/``False`` when the state switched, else ``None``."""
+        if not math.isfinite(loss):
+            return None
+        self.ema = loss if self.seen == 0 else self.beta * self.ema + (1 - self.beta) * loss
+        self.seen += 1
+        if self.seen < self.warmup:
+            return None
+        if not self.active:
+            self.best = min(self.best, self.ema)
+        bound = max(self.factor * self.best, self.best + self.margin)
+        diverging = self.ema > bound
+        if diverging != self.active:
+            self.active = diverging
+            return diverging
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema, "best": self.best, "seen": self.seen, "active": self.active}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema, self.best = float(state["ema"]), float(state["best"])
+        self.seen, self.active = int(state["seen"]), bool(state["active"])
