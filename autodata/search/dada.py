@@ -58,12 +58,18 @@ class PolicySearchResult:
 
 
 def top_k(policy: Policy, k: int) -> Policy:
-    """The ``k`` sub-policies of largest weight, weights renormalised."""
+    """The ``k`` sub-policies of largest expected application, weights renormalised.
+
+    A sub-policy's expected application is its weight times the mean probability of its ops:
+    how often a sample gets its ops. The weight alone ranks a sub-policy that is picked
+    often but applies nothing above one that is always applied.
+    """
     if k < 1:
         raise ValueError(f"top_k must be >= 1, but got {k}.")
     stage = policy.stages[0]
     weights = stage.probabilities
-    order = sorted(range(len(weights)), key=lambda i: -weights[i])[:k]
+    score = [w * sum(op.probability for op in sub.ops) / len(sub.ops) for w, sub in zip(weights, stage.sub_policies)]
+    order = sorted(range(len(weights)), key=lambda i: -score[i])[:k]
     kept = [weights[i] for i in order]
     total = sum(kept)
     return Policy.single_stage(
@@ -105,7 +111,7 @@ def search_policy(
         name=f"dada_{config.dataset}",
         description=f"DADA-style search by autodata (search_policy) on {config.dataset}, {config.model}, "
                     f"{config.epochs} epochs, method {config.method}, seed {config.seed}; "
-                    f"top {keep} of {learned.num_sub_policies} sub-policies by weight.",
+                    f"top {keep} of {learned.num_sub_policies} sub-policies by expected application.",
     )
     reweighter = run.learner.reweighter
     state = reweighter.state_dict() if config.reweighter != "none" else None

@@ -33,9 +33,10 @@ def test_default_search_space_is_all_ordered_pairs_of_15_ops() -> None:
 
 
 def test_every_parameter_gets_a_gradient_with_hard_choices() -> None:
-    policy = DifferentiablePolicy(ops=SMALL_OPS, seed=0)  # 20 sub-policies
+    policy = DifferentiablePolicy(ops=SMALL_OPS, seed=0)  # 20 sub-policies, straight-through
     x = _images(320)
     check_parameter_gradients(policy, x, policy.sample(320, torch.Generator().manual_seed(0)))
+    assert not isinstance(policy.sign_logits, torch.nn.Parameter)  # signs learn only with a score-function estimator
 
 
 def test_every_parameter_gets_a_gradient_with_soft_choices() -> None:
@@ -150,11 +151,56 @@ def test_hard_forward_equals_a_per_sample_reference() -> None:
     chosen = policy.chosen(params)
     gate_open = (policy.probability_logits.detach() + params.gate_noise) > 0  # (B, K, J)
     mags = policy.magnitudes().detach()
+    sign = torch.where(policy._sign_logit_table().detach() + params.sign > 0, 1.0, -1.0).double()  # (B, K, J)
     expected = []
     for b in range(48):
         k, xb = int(chosen[b]), x[b : b + 1]
         for j, name in enumerate(policy.sub_policies[k]):
             if gate_open[b, k, j]:
-                xb = OPS[name](xb, mags[k, j].view(1), params.sign[b, k, j].view(1), params.position[b, k, j][None])
+                xb = OPS[name](xb, mags[k, j].view(1), sign[b, k, j].view(1), params.position[b, k, j][None])
         expected.append(xb)
     assert torch.allclose(policy(x, params), torch.cat(expected), atol=1e-9)
+
+
+@pytest.mark.parametrize("estimator", ["relax", "reinforce"])
+def test_scored_forward_is_the_same_hard_draw(estimator: str) -> None:
+    """The score-function estimators apply the same images as the straight-through forward."""
+    subs = [("Rotate", "Invert"), ("Color", "Cutout"), ("Posterize", "ShearX")]
+    x = _images(64).double()
+    st = DifferentiablePolicy(subs, seed=0).double()
+    scored = DifferentiablePolicy(subs, estimator=estimator, seed=0).double()
+    params = st.sample(64, torch.Generator().manual_seed(3))
+    assert torch.allclose(st(x, params), scored(x, params), atol=1e-9)
+    assert scored.needs_rewards and not st.needs_rewards
+
+
+def test_learned_sign_probability_sets_the_sign() -> None:
+    policy = DifferentiablePolicy([("Rotate",)], probability=1.0, magnitude=1.0, estimator="reinforce")
+    with torch.no_grad():
+        policy.sign_logits.fill_(20.0)  # always +
+    x = _images(8)
+    params = policy.sample(8, torch.Generator().manual_seed(0))
+    plus = OPS["Rotate"](x, torch.ones(8) * policy.magnitudes()[0, 0].detach(), torch.ones(8))
+    assert torch.allclose(policy(x, params), plus, atol=1e-4)
+    assert policy.sign_probabilities()[0, 0] > 0.99
+
+
+def test_ops_argument_names_the_real_cause() -> None:
+    with pytest.raises(ValueError, match="cannot make a sub-policy of ops_per_sub_policy=2"):
+        DifferentiablePolicy(ops=("Invert",))
+    one = DifferentiablePolicy(ops=("Invert",), ops_per_sub_policy=1)
+    assert one.sub_policies == (("Invert",),)
+    with pytest.raises(ValueError, match="either sub_policies or ops"):
+        DifferentiablePolicy([("Rotate", "Color")], ops=("Rotate", "Color"))
+    with pytest.raises(ValueError, match="ops must be distinct"):
+        DifferentiablePolicy(ops=("Rotate", "Rotate"))
+
+
+def test_expected_application_ranks_ops() -> None:
+    policy = DifferentiablePolicy(ops=("Invert", "Rotate", "Color"))
+    with torch.no_grad():
+        for k, sub in enumerate(policy.sub_policies):
+            policy.probability_logits[k] = torch.tensor([4.0 if n == "Invert" else -4.0 for n in sub])
+    assert policy.op_ranking()[0][0] == "Invert"
+    assert torch.allclose(policy.expected_application().sum(), policy.probabilities().mean(0).sum() * 1.0 / 1.0
+                          * 1.0, atol=1.0)
