@@ -19,14 +19,10 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from autodata._io import write_json_atomic
-from autodata._json import read_json_file, read_json_text
+from autodata._config import JsonConfig
 from autodata.schedules.explore import quantile_size
 from autodata.train import TrainConfig
 
@@ -49,7 +45,7 @@ def _int(name: str, value: Any) -> int:
 
 
 @dataclass(frozen=True)
-class PBASearchConfig:
+class PBASearchConfig(JsonConfig):
     """A PBA search: the member setup plus the population's settings.
 
     Args:
@@ -112,47 +108,6 @@ class PBASearchConfig:
         """Whether the population is perturbed once ``epoch`` epochs are done (1-based count)."""
         return epoch % self.interval == 0 and epoch < self.train.epochs
 
-    # ------------------------------------------------------------------ conversions
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; :meth:`from_dict` inverts it exactly."""
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["train"] = self.train.to_dict()
-        return out
-
     @classmethod
-    def from_dict(cls, data: Any, source: str = "search config") -> PBASearchConfig:
-        if not isinstance(data, dict):
-            raise ValueError(f"{source} must be a JSON object, but got {type(data).__name__}.")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ValueError(f"{source}: unknown field(s) {unknown}; the fields are {names}.")
-        fields = dict(data)
-        if "train" in fields:
-            fields["train"] = TrainConfig.from_dict(fields["train"], f"{source}: train")
-        try:
-            return cls(**fields)
-        except ValueError as err:
-            raise ValueError(f"{source}: {err}") from None
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "search config") -> PBASearchConfig:
-        return cls.from_dict(read_json_text(text, source), source)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the config as JSON, atomically."""
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> PBASearchConfig:
-        return cls.from_dict(read_json_file(path), os.fspath(path))
-
-    def replace(self, **changes: Any) -> PBASearchConfig:
-        """A copy with some fields changed (validated again)."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ValueError(f"unknown search config field(s) {unknown}.")
-        return dataclasses.replace(self, **changes)
+    def _nested(cls) -> dict[str, type[JsonConfig]]:
+        return {"train": TrainConfig}

@@ -21,17 +21,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import re
 import typing
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from autodata._io import write_json_atomic
-from autodata._json import read_json_file, read_json_text
+from autodata._config import JsonConfig
 
 __all__ = ["TrainConfig", "config_field_help", "parse_method"]
 
@@ -120,7 +117,7 @@ def _f(default: Any, help: str, check: Check | None = None, choices: Any = None)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Everything that defines one training run (see the module docstring)."""
 
     # --- data
@@ -212,55 +209,10 @@ class TrainConfig:
         """Whether the run has a learned data component (and so a bilevel step)."""
         return self.reweighter != "none" or self.augment == "learned"
 
-    # ------------------------------------------------------------------ conversions
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (tuples as lists); :meth:`from_dict` inverts it exactly."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "config") -> TrainConfig:
-        """Build from a dict; an unknown field or a value of the wrong type is a clear error."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{source} must be a JSON object of config fields, but got {type(data).__name__}.")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ValueError(f"{source}: unknown config field(s) {unknown}; the fields are {names}.")
-        try:
-            return cls(**data)
-        except ValueError as err:
-            raise ValueError(f"{source}: {err}") from None
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "config") -> TrainConfig:
-        return cls.from_dict(read_json_text(text, source), source)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write ``config.json`` atomically."""
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> TrainConfig:
-        return cls.from_dict(read_json_file(path), os.fspath(path))
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed (validated again)."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ValueError(f"unknown config field(s) {unknown}.")
-        return dataclasses.replace(self, **changes)
-
     @classmethod
     def from_method(cls, text: str, /, **fields: Any) -> TrainConfig:
         """A config from a method string such as ``"mwn-last2"`` plus other fields."""
         return cls(**{**fields, **parse_method(text)})
-
-
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:

@@ -49,7 +49,7 @@ def test_config_round_trip_and_counts(tmp_path: Path) -> None:
     c.save(tmp_path / "c.json")
     assert PBASearchConfig.load(tmp_path / "c.json") == c
     assert c.num_perturbations == 1 and [e for e in range(1, 5) if c.perturbs_after(e)] == [2]
-    with pytest.raises(ValueError, match="unknown field"):
+    with pytest.raises(ValueError, match="unknown config field"):
         PBASearchConfig.from_dict({**c.to_dict(), "populaton": 3})
 
 
