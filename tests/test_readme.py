@@ -109,3 +109,9 @@ def test_the_inspection_commands_run_as_written(tmp_path) -> None:
     assert (tmp_path / "runs" / "digits_mwn" / "suspects.csv").exists()
     assert (tmp_path / "runs" / "trivial.png").stat().st_size > 0
     assert (tmp_path / "runs" / "rand_m9_n2.json").exists()
+
+
+def test_the_transform_example_runs(tmp_path, monkeypatch) -> None:
+    namespace = _run_block("transform", tmp_path, monkeypatch)
+    assert namespace["sample"]["label"] == 3 and namespace["images"].shape == (8, 3, 32, 32)
+    assert namespace["masks"].shape == (8, 32, 32)
