@@ -225,10 +225,10 @@ def plot_learned_policy(history: Sequence[dict[str, Any]], path: str | os.PathLi
     fig = _figure(12, 5.2 + 0.32 * len(ops))
     grid = fig.add_gridspec(2, 2, height_ratios=(0.32 * len(ops) + 1, 4.2))
     p_ax, m_ax, w_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
-    _heatmap(fig, p_ax, prob, ops, span, "Application probability per op",
-             "probability (mean over the op's slots)", 1.0)
+    _heatmap(fig, p_ax, prob, ops, span, "Application probability per op (mean over its slots)",
+             "probability", 1.0)
     _heatmap(fig, m_ax, mag, ops, span, "Magnitude per op (grey: op has none)",
-             "magnitude in [0, 1] (mean over slots)", 1.0, cmap="magma")
+             "magnitude in [0, 1]", 1.0, cmap="magma")
     order = np.argsort(-weights[-1])
     shown = order[: max(0, top)]
     marker = "o" if len(epochs) <= 40 else None
@@ -350,7 +350,7 @@ def _schedule_tables(schedule: Any) -> tuple[list[str], np.ndarray, np.ndarray, 
             prob[:, seg.start:seg.stop] = _op_means(subs, p_table, rows)[:, None]
             mag[:, seg.start:seg.stop] = _op_means(subs, m_table, rows)[:, None]
         mag[[not OPS[name].uses_magnitude for name in rows], :] = np.nan
-        return rows, prob, mag, "probability (mean over the op's slots)", "magnitude in [0, 1] (mean over slots)", 1.0
+        return rows, prob, mag, "probability", "magnitude in [0, 1]", 1.0
     raise TypeError("schedule segments must all hold PBAPolicy or all hold Policy objects.")
 
 

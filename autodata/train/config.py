@@ -254,7 +254,7 @@ def _type_name(t: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(t, str(t))
 
 
-_METHOD = re.compile(r"^(?P<rw>ce|clean|mwn|l2rw)(?:-(?P<method>exact|fd|last|online))?(?:-?every)?(?P<every>\d+)?$")
+_METHOD = re.compile(r"^(?P<rw>ce|clean|mwn|l2rw)(?:-(?P<method>exact|fd|last|online|jvp))?(?:-?every)?(?P<every>\d+)?$")
 
 
 def parse_method(text: str) -> dict[str, Any]:
