@@ -89,6 +89,7 @@ def test_train_writes_a_run_and_flags_override_a_config_file(capsys, tmp_path) -
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0  # finished: not redone
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly(tmp_path) -> None:
     command = [sys.executable, "-m", "autodata.cli", "train", "--n-train", "300", "--epochs", "3",
                "--out", str(tmp_path / "run")]
@@ -100,6 +101,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path) -> None:
     assert "Traceback" not in err and "Exception ignored" not in err, err
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_quietly_and_the_run_resumes(tmp_path) -> None:
     out = tmp_path / "run"
     command = [sys.executable, "-m", "autodata.cli", "train", "--n-train", "900", "--epochs", "4", "--quiet",
