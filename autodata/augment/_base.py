@@ -51,6 +51,24 @@ class BaseAugment(nn.Module, abc.ABC):
         """Whether the module has trainable parameters (meta-parameters)."""
         return any(p.requires_grad for p in self.parameters())
 
+    @property
+    def needs_rewards(self) -> bool:
+        """Whether the engine must hand this module per-sample rewards (score-function estimators).
+
+        When ``True``, :class:`autodata.MetaLearner` multiplies the meta step's per-sample weights
+        by a leaf ``alpha = 1``, takes ``dL_meta / d alpha_i`` (sample ``i``'s effect on the
+        validation loss after the look-ahead) from the hypergradient method, and adds
+        :meth:`discrete_gradients` of those rewards to the module's hypergradients.
+        """
+        return False
+
+    def discrete_gradients(self, params: Any, rewards: Tensor) -> list[Tensor]:
+        """Gradients of the discrete choices' parameters from per-sample ``rewards`` (B,).
+
+        Returns one tensor per trailing trainable parameter; called only when :attr:`needs_rewards`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} takes no rewards (needs_rewards is False).")
+
     def meta_param_groups(self) -> list[dict[str, Any]]:
         """Optimizer groups of the meta-parameters (empty for a module that learns nothing).
 

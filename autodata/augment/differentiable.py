@@ -138,7 +138,7 @@ class DifferentiablePolicy(BaseAugment):
         hard: hard choices (DADA) rather than a soft mixture of every sub-policy.
         estimator: gradient estimator of the discrete choices, one of
             :data:`~autodata.augment.estimators.ESTIMATORS`. ``"relax"`` and ``"reinforce"``
-            need a learner that hands rewards (:class:`autodata.search.PolicyLearner`, which
+            need a learner that hands rewards (:class:`autodata.MetaLearner` does, which
             :func:`autodata.search.search_augmentation` uses with ``"relax"``); the default
             ``"straight_through"`` learns in a plain :class:`autodata.MetaLearner`.
         seed: seeds the module's own generator, used when none is passed.

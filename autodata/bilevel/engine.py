@@ -242,11 +242,14 @@ class MetaLearner:
         self.method = make_method(method, radius=fd_radius, layers=layers).bind(self)
         self._distributed = isinstance(model, nn.parallel.DistributedDataParallel)
         _check_method_fits(self.method, model, self._distributed, self.accumulation_steps, max_grad_norm)
+        if self.augment.needs_rewards:
+            _check_rewards_fit(self.method, self.accumulation_steps)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.meta_optimizer = meta_optimizer or self._default_meta_optimizer()
         self._meta = _MetaStream(meta_data)
         self.num_steps = 0
         self.last: StepInfo | None = None
+        self.last_rewards: Tensor | None = None  # the last meta step's per-sample rewards (needs_rewards)
         self._closed = False
         self._online = OnlineUpdater(self, self.method) if self.method.delayed and self._learns else None
         self.guard = DivergenceGuard() if guard else None
@@ -263,6 +266,8 @@ class MetaLearner:
     @augment.setter
     def augment(self, augment: BaseAugment) -> None:
         _checks.check_components(self.reweighter, augment, self.device)
+        if augment.needs_rewards and hasattr(self, "method"):
+            _check_rewards_fit(self.method, self.accumulation_steps)
         self._augment = augment
         if hasattr(self, "replay"):
             self.replay.augment = augment
@@ -461,6 +466,9 @@ class MetaLearner:
             problem = replace(problem, grads=grads)
         else:
             weights, meta_params = self._step_weights(forward.losses, y)
+            if self.augment.needs_rewards:  # the rewards' leaf: per-sample effects on the meta loss
+                alpha = torch.ones_like(forward.losses.detach()).requires_grad_()  # (B,)
+                weights, meta_params = weights * alpha, [*meta_params, alpha]
             problem = MetaProblem(
                 params=self.params,
                 train_loss=(weights * forward.losses).mean(),
@@ -474,11 +482,29 @@ class MetaLearner:
             )
         hypergrads, meta_loss = self.method(problem)
         hypergrads = self._reduce(list(hypergrads))
+        if self.augment.needs_rewards and not self._group:
+            meta_params, hypergrads = self._with_discrete_gradients(forward, meta_params, hypergrads, meta_loss)
         updated = self._apply_hypergradients(index, meta_params, hypergrads, meta_loss)
         own = len(meta_params) - len(self._augment_params())
         # L2RW of an accumulated step: the last micro-batch's own per-batch weights
         own_hyper = hypergrads[:own] if not self.reweighter.per_batch else hypergrads[own - 1:own]
         return self._reweighted_loss(forward, updated, float(meta_loss), own_hyper)
+
+    def _with_discrete_gradients(
+        self, forward: RecordedForward, meta_params: list[Tensor], hypergrads: list[Tensor], meta_loss: Tensor
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Drop the rewards' leaf and add the augmentation's score-function gradients of its rewards."""
+        meta_params, hypergrads = list(meta_params[:-1]), list(hypergrads)
+        rewards = hypergrads.pop().detach()  # (B,) dL_meta / d alpha
+        self.last_rewards = rewards
+        if torch.isfinite(rewards).all() and torch.isfinite(meta_loss):
+            extra = self.augment.discrete_gradients(forward.aug_params, rewards)
+            first = len(hypergrads) - len(extra)
+            for i, g in enumerate(extra):
+                hypergrads[first + i] = hypergrads[first + i] + g.to(hypergrads[first + i])
+        elif hypergrads:  # let _apply_hypergradients report (raise or skip) the non-finite reward
+            hypergrads[-1] = hypergrads[-1] + rewards.sum()
+        return meta_params, hypergrads
 
     def _nonfinite(self, message: str) -> None:
         if self.on_nonfinite == "raise":
@@ -563,6 +589,17 @@ class MetaLearner:
             self._online.load_state_dict(state.get("pending"))
         if self.guard is not None and state.get("guard") is not None:
             self.guard.load_state_dict(state["guard"])
+
+
+def _check_rewards_fit(method: HypergradientMethod, accumulation_steps: int) -> None:
+    """An augmentation with score-function estimators needs its rewards at once, from one batch."""
+    if method.delayed or accumulation_steps != 1:
+        raise ValueError(
+            f"an augmentation with discrete choices learned from rewards (a 'relax' or 'reinforce' estimator) needs "
+            f"a method applied at once without gradient accumulation, but got method={method.name!r}, "
+            f"accumulation_steps={accumulation_steps}; use 'fd', 'jvp', 'exact' or 'last', or the "
+            f"'straight_through' estimator."
+        )
 
 
 def _check_method_fits(

@@ -2,10 +2,8 @@
 (:func:`search_augmentation`) or as a training run with a learned policy (:func:`search_policy`)."""
 from autodata.search.api import SearchResult, search_augmentation
 from autodata.search.dada import PolicySearchResult, cpu_search_config, search_config, search_policy, top_k
-from autodata.search.learner import PolicyLearner
 
 __all__ = [
-    "PolicyLearner",
     "PolicySearchResult",
     "SearchResult",
     "cpu_search_config",

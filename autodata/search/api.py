@@ -4,7 +4,7 @@ validation set, any model.
 The validation set is what the policy is steered towards (DADA, Li et al. 2020, Alg. 1): each
 step trains the model on the policy's draw of a training batch and moves the policy by the
 hypergradient of the validation loss after the one-step look-ahead. The discrete choices learn
-by RELAX (:mod:`autodata.augment.estimators`) through a :class:`~autodata.search.PolicyLearner`.
+by RELAX (:mod:`autodata.augment.estimators`) through :class:`~autodata.MetaLearner`, which hands the policy per-sample rewards.
 
 Defaults (measured on the known-answer tasks, ``experiments/known_answer.py``):
 
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from autodata.augment import DifferentiablePolicy, Policy
-from autodata.search.learner import PolicyLearner
+from autodata.bilevel import MetaLearner
 
 __all__ = ["SearchResult", "as_batches", "search_augmentation"]
 
@@ -153,7 +153,7 @@ def search_augmentation(
                                   ops_per_sub_policy=ops_per_sub_policy, estimator=estimator, meta_lr=meta_lr,
                                   temperature=temperature, seed=seed).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    learner = PolicyLearner(model, optimizer, augment=policy, method=method, seed=seed)
+    learner = MetaLearner(model, optimizer, augment=policy, method=method, seed=seed)
     g_train, g_val = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     batches, meta = as_batches(train, batch_size, g_train, "train"), as_batches(val, batch_size, g_val, "val")
     history = []

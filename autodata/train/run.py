@@ -80,7 +80,10 @@ def _build_augment(config: TrainConfig, data: RunData) -> nn.Module | None:
         return PolicyAugment(load_policy(config.policy))
     if config.augment == "learned":
         ops = config.policy_ops or AUTOAUGMENT_OPS
-        policy = DifferentiablePolicy(ops=ops, temperature=config.policy_temperature, meta_lr=config.policy_lr)
+        policy = DifferentiablePolicy(
+            ops=ops, temperature=config.policy_temperature, meta_lr=config.policy_lr, estimator=config.policy_estimator,
+            seed=derive_seed(config.seed, "policy"),
+        )
         return policy.to(torch.device(config.device))
     if config.augment == "schedule":
         return _augment_for(_load_schedule(config).policy_at(0), data)

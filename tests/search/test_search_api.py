@@ -1,4 +1,4 @@
-"""search_augmentation over the user's own data, PolicyLearner, and known-answer tasks."""
+"""search_augmentation over the user's own data, rewards for discrete choices, and known-answer tasks."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from autodata.augment import OPS, DifferentiablePolicy, PolicyAugment
-from autodata.search import PolicyLearner, search_augmentation, top_k
+from autodata.bilevel import MetaLearner
+from autodata.search import search_augmentation, top_k
 
 
 def _net(c: int = 1, k: int = 3) -> torch.nn.Module:
@@ -39,7 +40,7 @@ def test_policy_learner_refuses_online_with_discrete_choices() -> None:
     net = _net()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="needs a method applied at once"):
-        PolicyLearner(net, opt, augment=DifferentiablePolicy(ops=("Invert", "Rotate"), estimator="relax"),
+        MetaLearner(net, opt, augment=DifferentiablePolicy(ops=("Invert", "Rotate"), estimator="relax"),
                       method="online")
 
 
