@@ -102,3 +102,9 @@ def test_the_transform_example_runs(tmp_path, monkeypatch) -> None:
     namespace = _run_block("transform", tmp_path, monkeypatch)
     assert namespace["sample"]["label"] == 3 and namespace["images"].shape == (8, 3, 32, 32)
     assert namespace["masks"].shape == (8, 32, 32)
+
+
+@pytest.mark.slow
+def test_the_own_data_search_finds_invert(tmp_path, monkeypatch) -> None:
+    namespace = _run_block("own-data", tmp_path, monkeypatch)
+    assert namespace["result"].ranking[0][0] == "Invert"
