@@ -63,7 +63,7 @@ class NullProgress:
         self.close()
 
 
-_EPOCH_FORMAT = "{desc}: epoch {n_fmt}/{total_fmt} |{bar}|"
+_BAR_FORMAT = "{{desc}}: {unit} {{n_fmt}}/{{total_fmt}} |{{bar}}|"
 
 
 def _clock(seconds: float) -> str:
@@ -84,12 +84,14 @@ class ProgressReporter:
     """
 
     def __init__(self, epochs: int, *, desc: str = "train", stream: TextIO | None = None, quiet: bool = False,
-                 refresh: float = 0.5) -> None:
+                 refresh: float = 0.5, unit: str = "epoch") -> None:
         from autodata._imports import require
 
         self._tqdm = require("tqdm", extra="progress", purpose="progress bars").tqdm
         self.epochs = int(epochs)
         self.desc = desc
+        self.unit = unit
+        self._format = _BAR_FORMAT.format(unit=unit)
         self.stream = stream if stream is not None else sys.stdout
         self.quiet = quiet
         self.refresh = refresh
@@ -101,13 +103,13 @@ class ProgressReporter:
         self._epoch_seconds: list[float] = []
         self._epoch_start = time.perf_counter()
 
-    def _bars(self) -> None:
+    def _bars(self, batches: bool = True) -> None:
         if self._epoch_bar is None:
             self._epoch_bar = self._tqdm(
-                total=self.epochs, desc=self.desc, unit="epoch", file=self.stream, position=0, dynamic_ncols=True,
-                bar_format=_EPOCH_FORMAT,
+                total=self.epochs, desc=self.desc, unit=self.unit, file=self.stream, position=0, dynamic_ncols=True,
+                bar_format=self._format,
             )
-        if self._batch_bar is None:
+        if self._batch_bar is None and batches:
             self._batch_bar = self._tqdm(
                 total=0, desc="  batches", unit="batch", file=self.stream, position=1, leave=False, dynamic_ncols=True,
             )
@@ -130,7 +132,7 @@ class ProgressReporter:
 
     def on_epoch(self, run: Any, record: dict[str, Any]) -> None:
         """After each epoch: move the epoch bar to the run's epoch; show loss, accuracy, time left."""
-        self._bars()
+        self._bars(batches=False)
         self._epoch_seconds.append(float(record.get("train_seconds", 0.0)) + float(record.get("eval_seconds", 0.0)))
         done = int(record.get("epoch", self._epoch_bar.n + 1))
         left = (self.epochs - done) * sum(self._epoch_seconds) / len(self._epoch_seconds)
@@ -142,7 +144,7 @@ class ProgressReporter:
         parts.append(f"left ~{_clock(left)}")
         self._epoch_bar.n = done
         text = "  ".join(parts).replace("{", "{{").replace("}", "}}")
-        self._epoch_bar.bar_format = f"{_EPOCH_FORMAT} {text}"
+        self._epoch_bar.bar_format = f"{self._format} {text}"
         self._epoch_bar.refresh()
 
     def write(self, line: str) -> None:
@@ -166,6 +168,7 @@ class ProgressReporter:
 
 def progress_reporter(
     epochs: int, *, quiet: bool = False, force: bool | None = None, desc: str = "train", stream: TextIO | None = None,
+    unit: str = "epoch",
 ) -> ProgressReporter | NullProgress:
     """Bars when they help, a :class:`NullProgress` otherwise.
 
@@ -176,6 +179,7 @@ def progress_reporter(
             bars when not quiet and the output is a terminal.
         desc: the epoch bar's label.
         stream: where bars go (default ``sys.stdout``); its ``isatty`` decides with ``force=None``.
+        unit: what the outer bar counts (``"epoch"``; ``"trial"`` for a study).
 
     Raises:
         MissingExtraError: ``force=True`` and tqdm is not installed.
@@ -186,7 +190,7 @@ def progress_reporter(
         return NullProgress(quiet=quiet)
     if force is None:
         try:
-            return ProgressReporter(epochs, desc=desc, stream=stream, quiet=quiet)
+            return ProgressReporter(epochs, desc=desc, stream=stream, quiet=quiet, unit=unit)
         except ImportError:
             return NullProgress(quiet=quiet)
-    return ProgressReporter(epochs, desc=desc, stream=stream, quiet=quiet)
+    return ProgressReporter(epochs, desc=desc, stream=stream, quiet=quiet, unit=unit)

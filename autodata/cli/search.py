@@ -34,8 +34,17 @@ def _policy(args: argparse.Namespace) -> int:
         config = search_config(**{**fields, **config_overrides(TrainConfig, args)})
     except ValueError as err:
         raise ValueError(name_flags_in(str(err), TrainConfig)) from None
+    from autodata.cli._progress import progress_reporter
+
     say(args.quiet, f"autodata search policy -> {args.out}")
-    result = search_policy(config, keep=args.keep, log=lambda r: say(args.quiet, epoch_line(r, config.epochs)))
+    progress = progress_reporter(config.epochs, quiet=args.quiet, force=args.progress, desc="search")
+
+    def log(record: dict[str, Any]) -> None:
+        progress.on_epoch(None, record)
+        progress.write(epoch_line(record, config.epochs))
+
+    with progress:
+        result = search_policy(config, keep=args.keep, log=log, on_step=progress.on_step)
     save_policy(result.policy, args.out)
     print(f"searched in {result.seconds:.0f}s; wrote {args.out} (show it with: autodata policy show {args.out})")
     return 0
@@ -63,6 +72,9 @@ def register(commands: Any) -> None:
     policy.add_argument("--out", required=True, help="the policy file to write")
     policy.add_argument("--keep", type=int, default=25, help="sub-policies kept, by weight (default: 25, as DADA)")
     policy.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    from autodata.cli._progress import add_progress_arguments
+
+    add_progress_arguments(policy)
     add_config_arguments(policy.add_argument_group("config fields (defaults: the anchors' search setting)"),
                          TrainConfig, defaults=search_config(), aliases={"dataset": ("--data",)})
     policy.set_defaults(run=_policy)

@@ -48,6 +48,9 @@ def register(subparsers: Any, name: str = "search-schedule") -> argparse.Argumen
     parser.add_argument("--workdir", help="checkpoint directory, resumed when it holds this search (default: <out>.search)")
     parser.add_argument("--ray", action="store_true", help="run the population as Ray Tune trials (pip install 'autodata[ray]')")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    from autodata.cli._progress import add_progress_arguments
+
+    add_progress_arguments(parser)
     add_config_arguments(parser.add_argument_group("population"), PBASearchConfig, defaults=defaults, skip=("train",))
     add_config_arguments(parser.add_argument_group("member setup (TrainConfig fields)"), type(defaults.train),
                          defaults=defaults.train, skip=SKIPPED_TRAIN_FIELDS, aliases={"dataset": ("--data",)})
@@ -84,25 +87,28 @@ def _run(args: argparse.Namespace) -> int:
     config = search_config_from_arguments(args)
     epochs = config.train.epochs
 
+    from autodata.cli._progress import progress_reporter
+
+    progress = progress_reporter(epochs, quiet=args.quiet, force=args.progress, desc="population")
+
     def log(record: dict[str, Any]) -> None:
-        if args.quiet:
-            return
         val = record["val_accuracy"]
         copies = ", ".join(f"{d}<-{s}" for d, s in sorted(record["copies"].items()))
-        print(f"  epoch {record['epoch']:3d}/{epochs}  val best {max(val):6.2f}%  mean {sum(val) / len(val):6.2f}%  "
-              f"{record.get('images_per_second', 0.0):7.0f} img/s" + (f"  copies {copies}" if copies else ""), flush=True)
+        progress.write(f"  epoch {record['epoch']:3d}/{epochs}  val best {max(val):6.2f}%  mean {sum(val) / len(val):6.2f}%  "
+                       f"{record.get('images_per_second', 0.0):7.0f} img/s" + (f"  copies {copies}" if copies else ""))
+        progress.on_epoch(None, {"epoch": record["epoch"], "val_accuracy": float(max(val))})
 
-    if args.ray:
-        from autodata.tune.ray_pba import ray_search_schedule
+    with progress:
+        if args.ray:
+            from autodata.tune.ray_pba import ray_search_schedule
 
-        result = ray_search_schedule(config, args.out, storage_path=args.workdir, log=log)
-    else:
-        from autodata.pba.search import search_schedule
+            result = ray_search_schedule(config, args.out, storage_path=args.workdir, log=log)
+        else:
+            from autodata.pba.search import search_schedule
 
-        if not args.quiet:
-            print(f"autodata search-schedule: population {config.population}, {epochs} epochs, "
-                  f"interval {config.interval} -> {args.out}", flush=True)
-        result = search_schedule(config, args.out, workdir=args.workdir, log=log)
+            progress.write(f"autodata search schedule: population {config.population}, {epochs} epochs, "
+                           f"interval {config.interval} -> {args.out}")
+            result = search_schedule(config, args.out, workdir=args.workdir, log=log)
     print(f"finished: member {result.best}, validation accuracy {result.val_accuracy[result.best]:.2f}%, "
           f"{len(result.schedule.segments)} policy segments over {result.schedule.num_epochs} epochs -> {args.out}",
           flush=True)

@@ -78,7 +78,11 @@ def top_k(policy: Policy, k: int) -> Policy:
 
 
 def search_policy(
-    config: TrainConfig, *, keep: int = 25, log: Callable[[dict[str, Any]], None] | None = None
+    config: TrainConfig,
+    *,
+    keep: int = 25,
+    log: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[int, int, Any], None] | None = None,
 ) -> PolicySearchResult:
     """Search an augmentation policy: a training run whose policy is learned on the meta split.
 
@@ -86,6 +90,7 @@ def search_policy(
         config: a run with ``augment="learned"`` (see :func:`search_config`).
         keep: how many sub-policies the exported policy keeps (DADA: 25).
         log: called with each epoch's record.
+        on_step: called after each training step (progress bars; see ``Run.train_epoch``).
 
     Returns:
         The exported policy and the run's history.
@@ -102,7 +107,7 @@ def search_policy(
     start = time.perf_counter()
     run = build_run(config)
     while not run.finished:
-        record = run.run_epoch()
+        record = run.run_epoch(on_step)
         if log is not None:
             log(record)
     seconds = time.perf_counter() - start

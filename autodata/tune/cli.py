@@ -47,6 +47,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler (default: random)")
     parser.add_argument("--config", help="a config.json to start the base config from")
     parser.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    from autodata.cli._progress import add_progress_arguments
+
+    add_progress_arguments(parser)
     add_config_arguments(parser.add_argument_group("base config fields"), TrainConfig, aliases={"dataset": ("--data",)})
     parser.set_defaults(run=run_tune)
     return parser
@@ -86,18 +89,29 @@ def run_tune(args: argparse.Namespace) -> int:
     optuna = require("optuna", extra="tune", purpose="autodata tune")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+    from autodata.cli._progress import progress_reporter
+
+    progress = progress_reporter(settings.n_trials, quiet=args.quiet, force=args.progress, desc="tune", unit="trial")
+    done = 0
+
     def on_trial(study: Any, trial: Any) -> None:
-        if args.quiet:
-            return
+        nonlocal done
+        done += 1
         value = "" if trial.values is None else " ".join(f"{v:.4g}" for v in trial.values)
         epochs = trial.user_attrs.get("epochs", "-")
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-        print(f"  trial {trial.number:3d} {trial.state.name:<8} {value:>8}  epochs {epochs}  {params}", flush=True)
+        progress.write(f"  trial {trial.number:3d} {trial.state.name:<8} {value:>8}  epochs {epochs}  {params}")
+        completed = [t.values[0] for t in study.trials if t.values is not None and t.state.name == "COMPLETE"]
+        record = {"epoch": min(done, settings.n_trials)}
+        if completed:
+            record["val_accuracy"] = float(max(completed) if study.directions[0].name == "MAXIMIZE" else min(completed))
+        progress.on_epoch(None, record)
 
     if not args.quiet:
         print(f"autodata tune: study {settings.study_name!r} in {settings.storage_name}, {settings.n_trials} trials, "
               f"{settings.workers} worker(s), pruner {settings.pruner}", flush=True)
-    study = tune(settings, on_trial=on_trial)
+    with progress:
+        study = tune(settings, on_trial=on_trial)
     completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if completed:
         from autodata.tune.results import best_trial
