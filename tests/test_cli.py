@@ -141,3 +141,15 @@ def test_search_schedule_is_the_pba_search(capsys) -> None:
     assert "--population" in capsys.readouterr().out
     assert main(["search", "schedule", "--population", "1", "--out", "x.json"]) == 2
     assert "--population must be" in capsys.readouterr().err
+
+
+def test_forced_progress_bars_on_search_and_tune(tmp_path, capsys) -> None:
+    assert main(["search", "policy", "--data", "digits", "--n-train", "300", "--meta-per-class", "10",
+                 "--model", "small_cnn", "--epochs", "1", "--policy-ops", "Rotate,Invert", "--keep", "2",
+                 "--progress", "--out", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr().out
+    assert "search: epoch 1/1" in out and "batches" in out
+    pytest.importorskip("optuna")
+    assert main(["tune", "--data", "digits", "--n-train", "300", "--val-per-class", "5", "--epochs", "1",
+                 "--trials", "2", "--progress", "--out", str(tmp_path / "tune")]) == 0
+    assert "tune: trial 2/2" in capsys.readouterr().out
