@@ -108,3 +108,19 @@ def test_the_transform_example_runs(tmp_path, monkeypatch) -> None:
 def test_the_own_data_search_finds_invert(tmp_path, monkeypatch) -> None:
     namespace = _run_block("own-data", tmp_path, monkeypatch)
     assert namespace["result"].ranking[0][0] == "Invert"
+
+
+@pytest.mark.slow
+def test_make_demo_runs_the_main_job() -> None:
+    """The README's first command (``make test``, the second, is what runs this suite)."""
+    import os
+    import shutil
+    import subprocess
+
+    root = README.parent
+    if shutil.which("make") is None or not (root / ".venv" / "bin" / "autodata").exists():
+        pytest.skip("make demo needs make and the .venv that make test creates")
+    done = subprocess.run(["make", "-s", "demo"], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "Meta-Weight-Net - cross-entropy" in done.stdout
