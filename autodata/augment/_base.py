@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BaseAugment", "IdentityAugment"]
+__all__ = ["BaseAugment", "IdentityAugment", "new_generator"]
 
 
 class BaseAugment(nn.Module, abc.ABC):
@@ -117,3 +117,13 @@ class IdentityAugment(BaseAugment):
 
     def forward(self, x: Tensor, params: Any = None) -> Tensor:
         return x
+
+
+def new_generator(seed: int | None) -> torch.Generator:
+    """A CPU generator seeded with ``seed``, or with fresh entropy (the global RNG is untouched)."""
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g

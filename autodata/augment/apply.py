@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from autodata.augment._base import BaseAugment
+from autodata.augment._base import BaseAugment, new_generator
 from autodata.augment._checks import check_generator, check_images
 from autodata.augment._geometric import warp_nearest
 from autodata.augment._grouped import apply_grouped
@@ -66,15 +66,6 @@ class PolicyParams:
             sign=self.sign[:, :, index],
             position=self.position[:, :, index],
         )
-
-
-def _new_generator(seed: int | None) -> torch.Generator:
-    g = torch.Generator()
-    if seed is None:
-        g.seed()  # fresh entropy for this generator only; the global RNG is untouched
-    else:
-        g.manual_seed(seed)
-    return g
 
 
 def _mask_batch(mask: object, x: Tensor) -> Tensor:
@@ -192,7 +183,7 @@ class PolicyAugment(BaseAugment):
         self.register_buffer("_uniform", uniform, persistent=False)
         # the last sub-policy with a positive weight: float rounding of the CDF never picks past it
         self._last_pick = [max(i for i, w in enumerate(st.weights) if w > 0) for st in policy.stages]
-        self.generator = _new_generator(seed)
+        self.generator = new_generator(seed)
 
     def sample(
         self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str | None = None

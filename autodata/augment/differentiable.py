@@ -37,10 +37,9 @@ import torch
 from torch import Tensor, nn
 
 from autodata.augment import estimators as est
-from autodata.augment._base import BaseAugment
+from autodata.augment._base import BaseAugment, new_generator
 from autodata.augment._checks import check_generator, check_images, check_per_sample
 from autodata.augment._grouped import apply_grouped
-from autodata.augment.apply import _new_generator
 from autodata.augment.ops import AUTOAUGMENT_OPS, OPS, get_op
 from autodata.augment.policy import OpConfig, Policy, SubPolicy
 from autodata.augment.relax import gumbel_noise, gumbel_softmax, logistic_noise, relaxed_bernoulli
@@ -240,7 +239,7 @@ class DifferentiablePolicy(BaseAugment):
         else:  # RELAX's control variate: one value per sub-policy, gate and sign (estimators.table_control_variate)
             self.control = nn.Parameter(torch.zeros(k, 1 + 2 * j))
             self.register_buffer("reward_scale", torch.zeros(()))
-        self.generator = _new_generator(seed)
+        self.generator = new_generator(seed)
 
     # ------------------------------------------------------------------ the learned values
     @property

@@ -74,7 +74,7 @@ DPI = 110
 
 
 # ------------------------------------------------------------------------------ helpers
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     """A matplotlib Figure on the Agg canvas (no pyplot, no global state)."""
     require("matplotlib", extra="plots", purpose="plots")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -85,7 +85,8 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+def save_png(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` as a PNG, atomically."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     atomic_write_bytes(path, buffer.getvalue())
@@ -120,7 +121,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str],
     """
     if not history:
         raise ValueError("history must hold at least one epoch record, but got none; plot after an epoch.")
-    fig = _figure(11, 4)
+    fig = new_figure(11, 4)
     acc, loss = fig.subplots(1, 2)
     marker = "o" if len(history) <= 40 else None
     for key, label, color in (("test_accuracy", "test", "C0"), ("val_accuracy", "validation (clean)", "C2")):
@@ -141,7 +142,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str],
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------ learned policy
@@ -222,7 +223,7 @@ def plot_learned_policy(history: Sequence[dict[str, Any]], path: str | os.PathLi
     mag[[not OPS[name].uses_magnitude for name in ops], :] = np.nan  # no magnitude: grey
     weights = np.asarray([r[RECORD_KEY]["weights"] for r in records])  # (E, K)
     span = (epochs[0] - 0.5, epochs[-1] + 0.5)
-    fig = _figure(12, 5.2 + 0.32 * len(ops))
+    fig = new_figure(12, 5.2 + 0.32 * len(ops))
     grid = fig.add_gridspec(2, 2, height_ratios=(0.32 * len(ops) + 1, 4.2))
     p_ax, m_ax, w_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
     _heatmap(fig, p_ax, prob, ops, span, "Application probability per op (mean over its slots)",
@@ -246,7 +247,7 @@ def plot_learned_policy(history: Sequence[dict[str, Any]], path: str | os.PathLi
     w_ax.grid(alpha=0.3)
     w_ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------ fixed policies
@@ -277,7 +278,7 @@ def plot_policy(policy: Any, path: str | os.PathLike[str], top: int = 30, title:
         raise TypeError(f"policy must be a Policy or a PBAPolicy, but got {type(policy).__name__}.")
     stages = policy.stages[:4]
     rows = [min(len(s.sub_policies), top) for s in stages]
-    fig = _figure(10, 1.2 + sum(0.3 * r + 0.8 for r in rows))
+    fig = new_figure(10, 1.2 + sum(0.3 * r + 0.8 for r in rows))
     axes = np.atleast_1d(fig.subplots(len(stages), 1, height_ratios=[r + 2 for r in rows]))
     for s, (ax, stage) in enumerate(zip(axes, stages)):
         probs = np.asarray(stage.probabilities)
@@ -292,13 +293,13 @@ def plot_policy(policy: Any, path: str | os.PathLike[str], top: int = 30, title:
                title=f"Stage {s + 1} of {len(policy.stages)}: one of {len(probs)} sub-policies per image{more}")
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(title or f"Policy {policy.name!r} (p: probability of applying, m: magnitude in [0, 1])")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _plot_pba_policy(policy: Any, path: str | os.PathLike[str], title: str) -> Path:
     from autodata.schedules import PBA_OPS
 
-    fig = _figure(9, 5)
+    fig = new_figure(9, 5)
     ax_p, ax_m = fig.subplots(1, 2, sharey=True)
     n = len(PBA_OPS)
     for h, offset in ((0, -0.2), (1, 0.2)):
@@ -314,7 +315,7 @@ def _plot_pba_policy(policy: Any, path: str | os.PathLike[str], title: str) -> P
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------ schedules
@@ -364,7 +365,7 @@ def plot_schedule(schedule: Any, path: str | os.PathLike[str], title: str = "", 
         current_epoch: epochs done so far, marked with a vertical line (a running run).
     """
     rows, prob, mag, p_label, m_label, m_max = _schedule_tables(schedule)
-    fig = _figure(13, 1.6 + 0.3 * len(rows))
+    fig = new_figure(13, 1.6 + 0.3 * len(rows))
     ax_p, ax_m = fig.subplots(1, 2, sharey=True)
     span = (0.0, float(schedule.num_epochs))
     _heatmap(fig, ax_p, prob, rows, span, "Probability of applying each op", p_label, 1.0)
@@ -377,7 +378,7 @@ def plot_schedule(schedule: Any, path: str | os.PathLike[str], title: str = "", 
     name = getattr(schedule, "name", "") or "schedule"
     count = len(schedule.segments)
     fig.suptitle((title or f"Schedule {name!r}: {schedule.num_epochs} epochs, {count} segment{'s' * (count != 1)}") + done)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------ sample weights
@@ -392,7 +393,7 @@ def plot_sample_weights(samples: Any, curve_loss: np.ndarray, curve_weight: np.n
         path: the PNG file.
         title: the figure's title.
     """
-    fig = _figure(12, 4.5)
+    fig = new_figure(12, 4.5)
     scatter, hist = fig.subplots(1, 2)
     groups: list[tuple[str, np.ndarray, str, str]]
     if samples.corrupted is None:
@@ -420,7 +421,7 @@ def plot_sample_weights(samples: Any, curve_loss: np.ndarray, curve_weight: np.n
     hist.grid(alpha=0.3)
     hist.legend(fontsize="small")
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------ augmented samples
@@ -455,7 +456,7 @@ def plot_augmented_grid(images: np.ndarray, augment: Any, path: str | os.PathLik
             columns.append(augment(x, params).detach().float().clamp(0, 1).cpu())
     n = x.shape[0]
     side = 1.25
-    fig = _figure(side * (copies + 1) + 0.6, side * n + 0.7)
+    fig = new_figure(side * (copies + 1) + 0.6, side * n + 0.7)
     axes = np.asarray(fig.subplots(n, copies + 1, squeeze=False))
     for i in range(n):
         for c, batch in enumerate(columns):
@@ -473,7 +474,7 @@ def plot_augmented_grid(images: np.ndarray, augment: Any, path: str | os.PathLik
                 ax.set_ylabel(str(labels[i]), fontsize="small")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def one_per_class(labels: np.ndarray, limit: int = 10) -> np.ndarray:

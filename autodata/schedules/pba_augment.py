@@ -44,10 +44,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from autodata.augment._base import BaseAugment
+from autodata.augment._base import BaseAugment, new_generator
 from autodata.augment._checks import check_generator, check_images
 from autodata.augment._geometric import warp
 from autodata.augment.ops import OPS
@@ -196,15 +195,6 @@ class PBAParams:
         return (self.op >= 0).sum(1)
 
 
-def _new_generator(seed: int | None) -> torch.Generator:
-    g = torch.Generator()
-    if seed is None:
-        g.seed()  # fresh entropy for this generator only; the global RNG is untouched
-    else:
-        g.manual_seed(seed)
-    return g
-
-
 class PBAAugment(BaseAugment):
     """Apply a PBA policy to a batch, as PBA's training pipeline does for CIFAR.
 
@@ -265,7 +255,7 @@ class PBAAugment(BaseAugment):
         self.register_buffer("_prob", torch.zeros(NUM_ENTRIES), persistent=False)
         self.register_buffer("_mag", torch.zeros(NUM_ENTRIES, dtype=torch.long), persistent=False)
         self.set_policy(PBAPolicy.zeros() if policy is None else policy)
-        self.generator = _new_generator(seed)
+        self.generator = new_generator(seed)
 
     def set_policy(self, policy: PBAPolicy) -> None:
         """Use ``policy`` from the next :meth:`sample` on."""

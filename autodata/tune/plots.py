@@ -20,7 +20,6 @@ Example:
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from autodata._imports import require
-from autodata._io import atomic_write_bytes
+from autodata.runs.plots import new_figure, save_png
 
 __all__ = ["PLOT_FILES", "plot_optimization_history", "plot_param_importances", "write_study_plots"]
 
@@ -37,26 +36,6 @@ PLOT_FILES: dict[str, str] = {
     "importances.png": "How much each tuned parameter mattered (fANOVA importance)",
 }
 """The plot files of ``OUT/plots/`` with their captions."""
-
-DPI = 110
-
-
-def _figure(width: float, height: float) -> Any:
-    require("matplotlib", extra="plots", purpose="plots")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
-
 
 def _objective_label(study: Any) -> str:
     if "autodata" in study.user_attrs:
@@ -95,7 +74,7 @@ def plot_optimization_history(study: Any, path: str | os.PathLike[str], title: s
     from matplotlib.ticker import MaxNLocator
 
     trials = study.get_trials(deepcopy=False)
-    fig = _figure(7.0, 4.2)
+    fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot()
     label = _objective_label(study)
     maximize = _maximize(study)
@@ -125,7 +104,7 @@ def plot_optimization_history(study: Any, path: str | os.PathLike[str], title: s
     counts = f"{len(done)} completed, {len(pruned)} pruned" + (f", {failed} failed" if failed else "")
     direction = "higher is better" if maximize else "lower is better"
     ax.set_title(f"{title + ': ' if title else ''}optimisation history ({counts}; {direction})", fontsize=11)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _importances(study: Any, seed: int) -> dict[str, float]:
@@ -140,7 +119,7 @@ def plot_param_importances(study: Any, path: str | os.PathLike[str], title: str 
     Needs two completed trials and a parameter that varied; otherwise the figure says so.
     """
     completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    fig = _figure(7.0, 1.6 + 0.45 * max(1, len({k for t in completed for k in t.params})))
+    fig = new_figure(7.0, 1.6 + 0.45 * max(1, len({k for t in completed for k in t.params})))
     ax = fig.add_subplot()
     importances: dict[str, float] = {}
     reason = "parameter importances need at least 2 completed trials"
@@ -162,7 +141,7 @@ def plot_param_importances(study: Any, path: str | os.PathLike[str], title: str 
         ax.grid(axis="x", alpha=0.3)
     ax.set_title(f"{title + ': ' if title else ''}parameter importances over {len(completed)} completed trials "
                  f"(fANOVA)", fontsize=11)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_study_plots(study: Any, out: str | os.PathLike[str], title: str = "") -> list[Path]:

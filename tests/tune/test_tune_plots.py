@@ -21,7 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def _imported_once() -> None:
     """matplotlib and fANOVA's scikit-learn forest cost ~3 s to import once; not any test's own time."""
     pytest.importorskip("sklearn.ensemble")
-    tune_plots._figure(1, 1)
+    tune_plots.new_figure(1, 1)
 
 
 def _study(n: int = 12, directions: list[str] | None = None):
