@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -93,6 +94,15 @@ def stretch_runs(runs: Sequence[tuple[int, P]], num_epochs: int) -> list[Segment
     if total <= 0:
         raise ValueError(f"runs must have a positive total length, but got {total}.")
     multiplier = float(num_epochs) / total
+    if num_epochs % total:
+        dropped = sum(1 for n, _ in runs if n > 0 and int(n * multiplier) == 0)
+        warnings.warn(
+            f"stretching a {total}-epoch schedule to {num_epochs} epochs (factor {multiplier:.4g}, not a whole "
+            f"number): as PBA does, each segment keeps int(length x factor) epochs"
+            + (f", {dropped} segment(s) get none and are dropped" if dropped else "")
+            + ", and the last policy fills the epochs left at the end.",
+            UserWarning, stacklevel=3,
+        )
     segments: list[Segment[P]] = []
     start = 0
     for n, policy in runs:

@@ -136,3 +136,18 @@ def test_bad_bytes_and_json(tmp_path: Path) -> None:
         PiecewiseSchedule.load(path)
     with pytest.raises(TypeError, match="policy must be a PBAPolicy or a Policy to be saved, but got str"):
         PiecewiseSchedule([Segment(0, 1, "x")]).to_json()
+
+
+def test_a_stretch_that_does_not_divide_warns_with_its_rule() -> None:
+    import warnings
+
+    from autodata.schedules import stretch_runs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(stretch_runs([(2, "a"), (3, "b")], 10)) == 2  # factor 2: no warning
+    with pytest.warns(UserWarning, match=r"factor 0\.6.*1 segment\(s\) get none and are dropped"):
+        segments = stretch_runs([(1, "a"), (4, "b")], 3)
+    assert [(s.start, s.stop, s.policy) for s in segments] == [(0, 3, "b")]
+    with pytest.warns(UserWarning, match="the last policy fills the epochs left"):
+        stretch_runs([(2, "a"), (2, "b")], 7)
