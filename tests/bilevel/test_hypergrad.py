@@ -5,10 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from autodata import MetaLearner, MetaWeightNet
-from autodata.bilevel import virtual_step
+from autodata.testing.hypergradients import numeric_hypergradient
 
 OPTIMIZERS = {
     "sgd": lambda p: torch.optim.SGD(p, lr=0.3),
@@ -33,39 +32,6 @@ def _setup(opt_name: str):
     return model, optimizer, (x, y, xm, ym)
 
 
-def _numeric_hypergradient(model, optimizer, mwn, batch, names, h=1e-6):
-    """d/dphi of meta_loss(theta'(phi)), by perturbing each meta-parameter element."""
-    x, y, xm, ym = batch
-    params = dict(model.named_parameters())
-    buffers = {n: b.clone() for n, b in model.named_buffers()}
-
-    def meta_loss() -> float:
-        with torch.enable_grad():
-            losses = F.cross_entropy(functional_call(model, {**params, **buffers}, (x,)), y, reduction="none")
-            with torch.no_grad():
-                w = mwn(losses.detach(), y)
-            grads = torch.autograd.grad((w * losses).mean(), [params[n] for n in names])
-        new = virtual_step(optimizer, {n: params[n] for n in names}, dict(zip(names, grads)))
-        state = {n: new.get(n, p.detach()) for n, p in params.items()}
-        with torch.no_grad():
-            return float(F.cross_entropy(functional_call(model, {**state, **buffers}, (xm,)), ym))
-
-    out = []
-    for p in mwn.parameters():
-        g = torch.zeros_like(p)
-        flat = p.data.view(-1)
-        for i in range(flat.numel()):
-            old = flat[i].item()
-            flat[i] = old + h
-            plus = meta_loss()
-            flat[i] = old - h
-            minus = meta_loss()
-            flat[i] = old
-            g.view(-1)[i] = (plus - minus) / (2 * h)
-        out.append(g)
-    return out
-
-
 @pytest.mark.parametrize("method", ["exact", "jvp", "fd", "last"])
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
 def test_hypergradient_matches_finite_differences(method: str, opt_name: str) -> None:
@@ -74,7 +40,7 @@ def test_hypergradient_matches_finite_differences(method: str, opt_name: str) ->
     mwn = MetaWeightNet(hidden=4).double()
     before = [p.detach().clone() for p in mwn.parameters()]
     names = ["3.weight", "3.bias"] if method == "last" else [n for n, _ in model.named_parameters()]
-    expected = _numeric_hypergradient(model, optimizer, mwn, batch, names)
+    expected = numeric_hypergradient(model, optimizer, mwn, batch, names)
 
     # A unit-rate SGD meta-optimizer turns the applied update into the hypergradient itself.
     learner = MetaLearner(
@@ -97,7 +63,7 @@ def test_online_hypergradient_is_that_of_the_real_step_taken(opt_name: str) -> N
     model, optimizer, (x, y, xm, ym) = _setup(opt_name)
     mwn = MetaWeightNet(hidden=4).double()
     names = [n for n, _ in model.named_parameters()]
-    expected = _numeric_hypergradient(model, optimizer, mwn, (x, y, xm, ym), names)
+    expected = numeric_hypergradient(model, optimizer, mwn, (x, y, xm, ym), names)
 
     learner = MetaLearner(model, optimizer, reweighter=mwn, method="online", fd_radius=1e-5,
                           meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
