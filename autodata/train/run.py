@@ -67,17 +67,19 @@ def _build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> t
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
-def _check_files(config: TrainConfig) -> None:
-    """Read the policy or schedule file, so that a bad one fails before any data is read."""
+def _read_augment_file(config: TrainConfig) -> Any:
+    """The run's policy (``augment="policy"``) or schedule (``"schedule"``) file, read once; else ``None``."""
     if config.augment == "policy":
-        load_policy(config.policy)
-    elif config.augment == "schedule":
-        _load_schedule(config)
+        return load_policy(config.policy)
+    if config.augment == "schedule":
+        return _load_schedule(config)
+    return None
 
 
-def _build_augment(config: TrainConfig, data: RunData) -> nn.Module | None:
+def _build_augment(config: TrainConfig, data: RunData, source: Any) -> nn.Module | None:
+    """The augmentation module; ``source`` is what :func:`_read_augment_file` read."""
     if config.augment == "policy":
-        return PolicyAugment(load_policy(config.policy))
+        return PolicyAugment(source)
     if config.augment == "learned":
         ops = config.policy_ops or AUTOAUGMENT_OPS
         policy = DifferentiablePolicy(
@@ -86,7 +88,7 @@ def _build_augment(config: TrainConfig, data: RunData) -> nn.Module | None:
         )
         return policy.to(torch.device(config.device))
     if config.augment == "schedule":
-        return _augment_for(_load_schedule(config).policy_at(0), data)
+        return _augment_for(source.policy_at(0), data)
     return None
 
 
@@ -140,9 +142,9 @@ def build_run(config: TrainConfig, data: RunData | None = None) -> Run:
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, but got {type(config).__name__}.")
-    _check_files(config)  # a bad policy or schedule file fails before any data is read
+    source = _read_augment_file(config)  # a bad policy or schedule file fails before any data is read
     data = data if data is not None else build_data(config)
-    augment = _build_augment(config, data)
+    augment = _build_augment(config, data, source)
     model = _build_model(config, data)
     optimizer = _build_optimizer(config, model)
     scheduler = _build_scheduler(config, optimizer)
@@ -151,7 +153,7 @@ def build_run(config: TrainConfig, data: RunData | None = None) -> Run:
         meta_data=data.meta_loader, method=config.method, every=config.every,
         seed=derive_seed(config.seed, "augment"),
     )
-    return Run(config, data, model, optimizer, scheduler, learner)
+    return Run(config, data, model, optimizer, scheduler, learner, schedule=source if config.augment == "schedule" else None)
 
 
 def _policy_state(policy: Any) -> dict[str, Any] | None:
@@ -180,6 +182,7 @@ class Run:
         learner: the :class:`~autodata.MetaLearner` that gives each step's loss.
         epoch: epochs completed.
         history: one metrics record (a dict) per completed epoch.
+        schedule: the schedule whose policy each epoch trains with (``augment="schedule"``), else ``None``.
     """
 
     def __init__(
@@ -190,6 +193,8 @@ class Run:
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         learner: MetaLearner,
+        *,
+        schedule: Any = None,
     ) -> None:
         self.config = config
         self.data = data
@@ -202,9 +207,9 @@ class Run:
         self.history: list[dict[str, Any]] = []
         self._fixed_policy: Policy | None = None
         self._rng = self._initial_rng()
-        if config.augment == "policy":
-            self._fixed_policy = load_policy(config.policy)
-        self.schedule = _load_schedule(config) if config.augment == "schedule" else None
+        if isinstance(learner.augment, PolicyAugment):
+            self._fixed_policy = learner.augment.policy
+        self.schedule = schedule  # the policy of each epoch, for augment="schedule"
 
     # ------------------------------------------------------------------ randomness
     def _initial_rng(self) -> dict[str, Tensor | None]:
@@ -362,7 +367,7 @@ class Run:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "learner": self.learner.state_dict(),
-            "train_loader": self.data.train_loader.generator.get_state(),
+            "train_loader": self.data.train_loader.state_dict(),
             "rng": dict(self._rng),
             "policy": _policy_state(policy),
         }
@@ -386,7 +391,7 @@ class Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.learner.load_state_dict(state["learner"])
-        self.data.train_loader.generator.set_state(state["train_loader"])
+        self.data.train_loader.load_state_dict(state["train_loader"])
         self._rng = {"cpu": state["rng"]["cpu"], "cuda": state["rng"]["cuda"]}
         if state["policy"] is not None:
             self.set_policy(_policy_from_state(state["policy"], source))
