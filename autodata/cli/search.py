@@ -24,17 +24,12 @@ POLICY_EXAMPLES = """examples:
 
 
 def _policy(args: argparse.Namespace) -> int:
-    from autodata._argparse import config_overrides, name_flags_in
     from autodata.augment import save_policy
-    from autodata.search import search_config, search_policy
-    from autodata.train import TrainConfig
-
-    fields = TrainConfig.load(args.config).to_dict() if args.config else {}
-    try:
-        config = search_config(**{**fields, **config_overrides(TrainConfig, args)})
-    except ValueError as err:
-        raise ValueError(name_flags_in(str(err), TrainConfig)) from None
     from autodata.cli._progress import progress_reporter
+    from autodata.cli.train import config_from_args
+    from autodata.search import search_config, search_policy
+
+    config = config_from_args(args, base=search_config().to_dict())  # the anchors' setting, --config, flags
 
     say(args.quiet, f"autodata search policy -> {args.out}")
     progress = progress_reporter(config.epochs, quiet=args.quiet, force=args.progress, desc="search")

@@ -50,7 +50,7 @@ def config_from_args(args: argparse.Namespace, base: dict[str, Any] | None = Non
     fields = dict(base or {})
     if args.config is not None:
         fields.update(TrainConfig.load(args.config).to_dict())
-    elif args.resume and args.out and RunDirectory(args.out).holds_run():
+    elif getattr(args, "resume", False) and args.out and RunDirectory(args.out).holds_run():
         fields.update(RunDirectory(args.out).config().to_dict())
     source = args.config or "the flags"
     try:
