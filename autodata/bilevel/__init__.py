@@ -1,7 +1,7 @@
 """The bilevel meta-gradient engine: learn data components on a clean validation set.
 
 ``engine`` (the step), ``replay`` (recorded forwards at other parameters), ``hypergrad`` (the
-methods, one registry: :data:`HYPERGRADIENTS`), ``online`` (the one-step-late method),
+methods, one registry: :data:`HYPERGRADIENTS`), ``online`` (the one-step-late methods, ``online`` and ``jvp-online``),
 ``lookahead`` (the real optimizers' update rules), ``guard`` (learned weights never make training
 diverge silently).
 """
@@ -19,7 +19,7 @@ from autodata.bilevel.hypergrad import (
     register,
 )
 from autodata.bilevel.lookahead import SUPPORTED_OPTIMIZERS, VirtualStep, virtual_step
-from autodata.bilevel.online import Online
+from autodata.bilevel.online import Online, OnlineForwardMode
 
 __all__ = [
     "DivergenceGuard",
@@ -32,6 +32,7 @@ __all__ = [
     "MetaLearner",
     "MetaProblem",
     "Online",
+    "OnlineForwardMode",
     "SUPPORTED_OPTIMIZERS",
     "StepInfo",
     "VirtualStep",

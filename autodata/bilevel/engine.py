@@ -440,6 +440,7 @@ class MetaLearner:
             meta_params.extend(p for p in meta_params_m if all(p is not q for q in meta_params))
         losses_at = [self.replay.train_loss_at(r, w) for r, w in terms]
         jvps = [self.replay.train_jvp(r, w, scale) for r, w in terms]
+        changes = [self.replay.loss_change(r, w, scale) for r, w in terms]
         problem = MetaProblem(
             params=self.params,
             train_loss=None,
@@ -449,6 +450,7 @@ class MetaLearner:
             meta_params=meta_params,
             train_jvp=lambda theta, u: sum(f(theta, u) for f in jvps),
             augment_params=self._augment_params(),
+            loss_change=lambda a, b=None: sum(f(a, b) for f in changes),
             reduce=self._reduce,
         )
         return (replace(problem, **fields) if fields else problem), meta_params
@@ -478,6 +480,7 @@ class MetaLearner:
                 meta_params=meta_params,
                 train_jvp=self.replay.train_jvp(forward, weights),
                 augment_params=self._augment_params(),
+                loss_change=self.replay.loss_change(forward, weights),
                 reduce=self._reduce,
             )
         hypergrads, meta_loss = self.method(problem)

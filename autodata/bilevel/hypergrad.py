@@ -114,6 +114,10 @@ class MetaProblem:
             with its graph to the reweighter's meta-parameters through ``w`` only.
         augment_params: those of ``meta_params`` that belong to the augmentation (the input
             depends on them).
+        loss_change: ``(a, b) -> mean(w * (l(a) - l(b)))``, the weighted change of the per-sample
+            training losses between parameter values ``a`` and ``b`` (``b=None``: the recorded
+            forward's own losses at ``params``), with its graph to the reweighter's
+            meta-parameters through ``w`` only (finite differences).
         reduce: averages a list of tensors over data-parallel ranks (identity in one process).
     """
 
@@ -126,6 +130,7 @@ class MetaProblem:
     grads: Mapping[str, Tensor] | None = None
     train_jvp: Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor] | None = None
     augment_params: Sequence[Tensor] = ()
+    loss_change: Callable[[Mapping[str, Tensor], Mapping[str, Tensor] | None], Tensor] | None = None
     reduce: Callable[[list[Tensor]], list[Tensor]] = list
 
     def restrict(self, names: Sequence[str]) -> MetaProblem:
@@ -259,21 +264,37 @@ def check_radius(radius: Any, what: str = "radius") -> float:
 @register
 @dataclass(frozen=True)
 class FiniteDifference(HypergradientMethod):
-    """DARTS-style central finite difference of the mixed second derivative.
+    """DARTS-style finite difference of the mixed second derivative along ``u``.
+
+    For the reweighter's parameters the differences are taken per sample,
+    ``(1/B) sum_i (d w_i / d phi) (l_i(theta + eps u) - l_i(theta - eps u)) / (2 eps)``, before
+    the sum (float32 rounding of the sum would swamp them); an augmentation's parameters (the
+    input depends on them) get central differences of ``grad_phi L_train``.
 
     Args:
-        radius: the step is ``radius / ||u||`` (DARTS uses 0.01).
+        radius: the parameters move by ``radius`` (in norm) along ``u``: the step is
+            ``eps = radius / ||u||`` (DARTS uses 0.01). The default is chosen from
+            ``experiments/fd_radius.py`` (BENCHMARKS.md, "Meta-step cost").
+        one_sided: for the reweighter, the forward difference
+            ``(l_i(theta + eps u) - l_i(theta)) / eps`` with ``l_i(theta)`` the real forward's
+            own losses: one extra forward instead of two, error ``O(eps)`` instead of
+            ``O(eps^2)``.
     """
 
     name: ClassVar[str] = "fd"
     radius: float = 1e-2
+    one_sided: bool = False
 
     def __post_init__(self) -> None:
         check_radius(self.radius)
+        if not isinstance(self.one_sided, bool):
+            raise ValueError(f"one_sided must be a bool, but got {self.one_sided!r}.")
 
     def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
+        if self.one_sided and problem.loss_change is None:
+            raise ValueError("a one-sided difference needs the problem's loss_change (the engine gives it), but got None.")
         names, u, meta_loss = lookahead_direction(problem)
-        return central_difference(problem, names, u, problem.meta_params, self.radius), meta_loss
+        return finite_difference(problem, names, u, self.radius, self.one_sided), meta_loss
 
 
 def lookahead_direction(problem: MetaProblem) -> tuple[list[str], list[Tensor], Tensor]:
@@ -301,16 +322,62 @@ def lookahead_direction(problem: MetaProblem) -> tuple[list[str], list[Tensor], 
     return names, list(u), meta_loss.detach()
 
 
+def _split(problem: MetaProblem) -> tuple[list[Tensor], list[Tensor]]:
+    """``problem.meta_params`` split into the reweighter's (through the weights) and the augmentation's."""
+    augment_ids = {id(p) for p in problem.augment_params}
+    own = [p for p in problem.meta_params if id(p) not in augment_ids]
+    return own, [p for p in problem.meta_params if id(p) in augment_ids]
+
+
+def _step_size(u: Sequence[Tensor], radius: float) -> Tensor | None:
+    """``radius / ||u||``, or ``None`` when ``u`` is zero."""
+    norm = torch.sqrt(sum((t.float() ** 2).sum() for t in u))
+    return None if norm == 0 else radius / norm
+
+
+def finite_difference(
+    problem: MetaProblem, names: Sequence[str], u: Sequence[Tensor], radius: float, one_sided: bool = False
+) -> list[Tensor]:
+    """``d/dphi <u, grad_theta L_train>`` of every meta-parameter by finite differences along ``u``.
+
+    The reweighter's parameters: differences of the per-sample losses (``problem.loss_change``),
+    central or (``one_sided``) forward from the recorded losses; the augmentation's: central
+    differences of ``grad_phi L_train`` (:func:`central_difference`).
+    """
+    own, augment = _split(problem)
+    if problem.loss_change is None:
+        if one_sided:
+            raise ValueError("a one-sided difference needs the problem's loss_change (the engine gives it), but got None.")
+        return central_difference(problem, names, u, problem.meta_params, radius)
+    if not one_sided and augment:  # one pair of forwards serves both
+        return central_difference(problem, names, u, problem.meta_params, radius)
+    hyper: dict[int, Tensor] = {}
+    if own:
+        eps = _step_size(u, radius)
+        if eps is None:
+            grads = [torch.zeros_like(p) for p in own]
+        else:
+            theta = {n: problem.params[n].detach() for n in names}
+            plus = {n: theta[n] + eps * d for n, d in zip(names, u)}
+            if one_sided:
+                change, span = problem.loss_change(plus, None), eps
+            else:
+                change, span = problem.loss_change(plus, {n: theta[n] - eps * d for n, d in zip(names, u)}), 2 * eps
+            grads = [g / span for g in _grads_or_zeros(change, own, retain_graph=bool(augment))]
+        hyper.update(zip(map(id, own), grads))
+    hyper.update(zip(map(id, augment), central_difference(problem, names, u, augment, radius)))
+    return [hyper[id(p)] for p in problem.meta_params]
+
+
 def central_difference(
     problem: MetaProblem, names: Sequence[str], u: Sequence[Tensor], wrt: Sequence[Tensor], radius: float
 ) -> list[Tensor]:
     """``d/d wrt <u, grad_theta L_train>`` by central differences of ``grad_wrt L_train`` at ``theta +- eps u``."""
     if not wrt:
         return []
-    norm = torch.sqrt(sum((t.float() ** 2).sum() for t in u))
-    if norm == 0:
+    eps = _step_size(u, radius)
+    if eps is None:
         return [torch.zeros_like(p) for p in wrt]
-    eps = radius / norm
     theta = [problem.params[n].detach() for n in names]
     plus = {n: t + eps * d for n, t, d in zip(names, theta, u)}
     minus = {n: t - eps * d for n, t, d in zip(names, theta, u)}
@@ -352,12 +419,10 @@ class ForwardMode(HypergradientMethod):
         if problem.train_jvp is None:
             raise ValueError("method='jvp' needs the problem's train_jvp (the engine gives it), but got None.")
         names, u, meta_loss = lookahead_direction(problem)
-        augment_ids = {id(p) for p in problem.augment_params}
-        own = [p for p in problem.meta_params if id(p) not in augment_ids]
+        own, augment = _split(problem)
         theta = {n: problem.params[n].detach() for n in names}
         directional = problem.train_jvp(theta, dict(zip(names, u)))  # mean(w * <u, grad l>)
-        hyper = dict(zip(map(id, own), _grads_or_zeros(directional, own, retain_graph=True))) if own else {}
-        augment = list(problem.augment_params)
+        hyper = dict(zip(map(id, own), _grads_or_zeros(directional, own, retain_graph=bool(augment)))) if own else {}
         hyper.update(zip(map(id, augment), central_difference(problem, names, u, augment, self.radius)))
         return [hyper[id(p)] for p in problem.meta_params], meta_loss
 

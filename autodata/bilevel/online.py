@@ -1,4 +1,4 @@
-"""The ``online`` method: the real optimizer step is the look-ahead, applied one step late.
+"""The ``online`` methods: the real optimizer step is the look-ahead, applied one step late.
 
 At a step that is due, the engine records its real forward (batch, drawn augmentation, random
 state before the forward). An optimizer step pre-hook records what the real step starts from:
@@ -7,7 +7,17 @@ At the next call of :meth:`~autodata.MetaLearner.step`, the validation loss is t
 parameters that real step produced and its hypergradient, by the finite differences of
 :class:`~autodata.bilevel.hypergrad.FiniteDifference` (Liu et al. 2019, eq. 8) on the replayed
 forward, updates the components. No extra backward: the cheapest method that sees every
-parameter (Baydin et al. 2018 use the same idea for a learning rate).
+parameter (Baydin et al. 2018 use the same idea for a learning rate). ``jvp-online``
+(:class:`OnlineForwardMode`) takes the same hypergradient exactly, by the forward-mode pass of
+:class:`~autodata.bilevel.hypergrad.ForwardMode` instead of finite differences.
+
+Both define the hypergradient of the real step ``t`` just taken: with ``theta_t`` the parameters
+before it, ``g_t(phi) = grad_theta mean(w(l_t; phi) * l_t(theta_t))`` on its recorded batch
+(same augmentation and dropout masks) and ``theta_{t+1}(phi)`` the real optimizer's update from
+``g_t(phi)`` and its state before step ``t``, it is ``d L_meta(theta_{t+1}(phi)) / d phi`` at the
+``phi`` whose weights that step used, on the clean batch of step ``t + 1``. It updates ``phi``
+before the forward of step ``t + 1``; the validation pass and the replay run before that
+forward, so their memory is never held together with its graph.
 
 The method needs one ``optimizer.step()`` after each ``step()`` (after each
 ``accumulation_steps`` micro-batches with gradient accumulation, whose forwards are all recorded
@@ -23,13 +33,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from autodata.bilevel.hypergrad import FiniteDifference, register
+from autodata.bilevel.hypergrad import FiniteDifference, ForwardMode, HypergradientMethod, register
 from autodata.bilevel.replay import RecordedForward
 
 if TYPE_CHECKING:
     from autodata.bilevel.engine import MetaLearner
 
-__all__ = ["Online", "OnlineUpdater"]
+__all__ = ["Online", "OnlineForwardMode", "OnlineUpdater"]
+
+
+def _check_delayed_fits(method: HypergradientMethod, learner: MetaLearner) -> None:
+    if learner.reweighter.per_batch:
+        raise ValueError(
+            f"method={method.name!r} updates the components one step late, which a per-batch "
+            f"reweighter ({type(learner.reweighter).__name__}) cannot be; use 'exact', 'jvp' or 'fd'."
+        )
 
 
 @register
@@ -38,18 +56,38 @@ class Online(FiniteDifference):
     """Finite differences of the real step just taken, applied at the next step.
 
     Args:
-        radius: the finite-difference step is ``radius / ||u||``.
+        radius: the parameters move by ``radius`` along ``u`` (the step is ``radius / ||u||``).
+        one_sided: forward differences from the recorded losses of the real forward: one
+            replayed forward instead of two.
     """
 
     name: ClassVar[str] = "online"
     delayed: ClassVar[bool] = True
 
     def bind(self, learner: MetaLearner) -> Online:
-        if learner.reweighter.per_batch:
-            raise ValueError(
-                f"method='online' updates the components one step late, which a per-batch "
-                f"reweighter ({type(learner.reweighter).__name__}) cannot be; use 'exact' or 'fd'."
-            )
+        _check_delayed_fits(self, learner)
+        return self
+
+
+@register
+@dataclass(frozen=True)
+class OnlineForwardMode(ForwardMode):
+    """The exact hypergradient of the real step just taken (forward mode), applied at the next step.
+
+    The hypergradient of :class:`Online` (see the module's docstring), computed exactly as
+    :class:`~autodata.bilevel.hypergrad.ForwardMode` does: the real step is the look-ahead, so
+    the training backward of a ``jvp`` meta step is saved; the validation forward and backward
+    at the parameters the real step produced and one forward-mode replay of its batch remain.
+
+    Args:
+        radius: finite-difference radius for a learnable augmentation's parameters only.
+    """
+
+    name: ClassVar[str] = "jvp-online"
+    delayed: ClassVar[bool] = True
+
+    def bind(self, learner: MetaLearner) -> OnlineForwardMode:
+        _check_delayed_fits(self, learner)
         return self
 
 
@@ -65,14 +103,14 @@ class _Pending:
 
 
 class OnlineUpdater:
-    """The ``online`` method's side of a :class:`~autodata.MetaLearner`: records and applies.
+    """The delayed methods' side of a :class:`~autodata.MetaLearner`: records and applies.
 
     Args:
         learner: the learner it serves (its model, optimizer, components and helpers).
-        method: the bound :class:`Online` method.
+        method: the bound delayed method (:class:`Online`, :class:`OnlineForwardMode`).
     """
 
-    def __init__(self, learner: MetaLearner, method: Online) -> None:
+    def __init__(self, learner: MetaLearner, method: HypergradientMethod) -> None:
         self.learner = learner
         self.method = method
         self.pending: _Pending | None = None
@@ -103,12 +141,12 @@ class OnlineUpdater:
         k = learner.accumulation_steps
         if pending is not None and pending.grads is None and (micro == 0 or len(pending.forwards) != micro):
             raise RuntimeError(
-                f"step {index}: method='online' takes the optimizer step after each step() as its look-ahead, "
+                f"step {index}: method={self.method.name!r} takes the optimizer step after each step() as its look-ahead, "
                 f"but optimizer.step() was not called after step {pending.forwards[-1].index} (gradient accumulation "
                 f"over several step() calls without accumulation_steps={k + 1 if k == 1 else '<micro-batches>'}, or a "
                 f"GradScaler that skipped an inf/NaN step). Call optimizer.step() once after every "
-                f"{'step()' if k == 1 else f'{k} step() calls'}, pass accumulation_steps, or use method='fd' (the same "
-                f"approximation, applied at once) or 'jvp'."
+                f"{'step()' if k == 1 else f'{k} step() calls'}, pass accumulation_steps, or use method='fd' or 'jvp' "
+                f"(applied at once; 'jvp' is exact)."
             )
         if pending is not None and pending.grads is None:  # a later micro-batch of the same real step
             forward = learner._real_forward(index, x, y, replayable=True)

@@ -12,7 +12,8 @@ real forward, so it sees that forward's dropout masks.
 Replays run on the plain module under a ``torch.compile`` or ``DistributedDataParallel`` wrapper
 (:func:`unwrap`): the compiled graph serves the real forward, and a replay never triggers DDP's
 gradient synchronisation. :meth:`Replay.train_jvp` is the forward-mode pass of the ``jvp``
-method (:mod:`torch.autograd.forward_ad`).
+method (:mod:`torch.autograd.forward_ad`); :meth:`Replay.loss_change` gives the finite
+differences of the per-sample losses (``fd``; one-sided, it reuses the real forward's losses).
 """
 from __future__ import annotations
 
@@ -226,6 +227,32 @@ class Replay:
             return scale * (weights * tangent.to(weights.dtype)).mean()
 
         return train_jvp
+
+    def loss_change(
+        self, forward: RecordedForward, weights: Tensor, scale: float = 1.0
+    ) -> Callable[[Mapping[str, Tensor], Mapping[str, Tensor] | None], Tensor]:
+        """``(a, b) -> scale * mean(weights * (l(a) - l(b)))``: the change of the per-sample losses.
+
+        ``l(a)`` is the recorded forward replayed at parameter values ``a`` (same augmentation,
+        dropout masks, BatchNorm in train mode on copied buffers), without a graph; ``b=None``
+        takes the recorded forward's own losses (at the parameters it was taken at) instead of
+        a replay, which saves a forward. The differences are taken per sample before the weighted
+        mean, so float32 rounding of the sum does not swamp them. The result keeps its graph to
+        the reweighter's parameters through ``weights`` only.
+        """
+        if forward.rng is None:
+            raise ValueError(f"step {forward.index}: the forward was recorded without its random state, but got rng=None.")
+        rng = forward.rng
+
+        def losses_at(new: Mapping[str, Tensor]) -> Tensor:
+            with rng.replay(), torch.no_grad():
+                return self.loss_fn(self._call(new, self.augment(forward.x, forward.aug_params)), forward.y)  # (B,)
+
+        def loss_change(a: Mapping[str, Tensor], b: Mapping[str, Tensor] | None = None) -> Tensor:
+            reference = forward.losses.detach() if b is None else losses_at(b)
+            return scale * (weights * (losses_at(a) - reference).to(weights.dtype)).mean()
+
+        return loss_change
 
     def meta_loss_at(self, x_meta: Tensor, y_meta: Tensor) -> Callable[[Mapping[str, Tensor]], Tensor]:
         """The clean validation loss at given parameter values."""

@@ -1,0 +1,151 @@
+"""``jvp-online`` and the one-sided finite differences: exact for the hypergradient they define, in float64."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autodata import MetaLearner, MetaWeightNet
+from autodata.augment import DifferentiablePolicy
+from autodata.bilevel import FiniteDifference, Online, OnlineForwardMode
+from autodata.testing.hypergradients import numeric_hypergradient
+
+OPTIMIZERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.3),
+    "sgd-nesterov-wd": lambda p: torch.optim.SGD(p, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-3),
+    "adam": lambda p: torch.optim.Adam(p, lr=0.05, weight_decay=1e-3),
+    "adam-amsgrad": lambda p: torch.optim.Adam(p, lr=0.05, amsgrad=True),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.05),
+}
+
+
+def _setup(opt_name: str, dropout: float = 0.0):
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Dropout(dropout), nn.Linear(6, 3)
+    ).double()
+    optimizer = OPTIMIZERS[opt_name](model.parameters())
+    x, y = torch.randn(12, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (12,), generator=g)
+    xm, ym = torch.randn(7, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g)
+    for _ in range(2):  # populate the optimizer's state (momentum, moments, step count)
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return model, optimizer, (x, y, xm, ym)
+
+
+def _update_of_first_step(method, opt_name: str, dropout: float = 0.0) -> list[torch.Tensor]:
+    """The meta update that ``method`` derives from the real step 0 (applied at step 1 when delayed)."""
+    torch.manual_seed(0)
+    model, optimizer, (x, y, xm, ym) = _setup(opt_name, dropout)
+    mwn = MetaWeightNet(hidden=4).double()
+    learner = MetaLearner(model, optimizer, reweighter=mwn, method=method, guard=False,
+                          meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
+    before = [p.detach().clone() for p in mwn.parameters()]
+    loss = learner.step(x, y, xm, ym)
+    if not learner.last.meta_updated:  # delayed: the real step is the look-ahead
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        before = [p.detach().clone() for p in mwn.parameters()]
+        learner.step(x[:6], y[:6], xm, ym)  # applies the hypergradient of step 0
+    assert learner.last.meta_updated
+    learner.close()
+    return [b - p.detach() for b, p in zip(before, mwn.parameters())]
+
+
+def _relative_error(got: list[torch.Tensor], expected: list[torch.Tensor]) -> float:
+    num = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(got, expected)))
+    den = torch.sqrt(sum((b**2).sum() for b in expected))
+    assert den > 1e-8, "degenerate test: the hypergradient is zero"
+    return float(num / den)
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_jvp_online_equals_the_double_backward_of_the_real_step(opt_name: str, dropout: float) -> None:
+    """The update applied at step 1 is ``exact``'s hypergradient of step 0 (same state, same batch), to rounding."""
+    exact = _update_of_first_step("exact", opt_name, dropout)
+    online = _update_of_first_step("jvp-online", opt_name, dropout)
+    for a, b in zip(online, exact):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("opt_name", ["sgd-nesterov-wd", "adam"])
+def test_jvp_online_matches_numeric_hypergradient(opt_name: str) -> None:
+    torch.manual_seed(0)
+    model, optimizer, batch = _setup(opt_name)
+    mwn = MetaWeightNet(hidden=4).double()
+    expected = numeric_hypergradient(model, optimizer, mwn, batch, [n for n, _ in model.named_parameters()])
+    assert _relative_error(_update_of_first_step(OnlineForwardMode(), opt_name), expected) < 1e-6
+
+
+@pytest.mark.parametrize("method", [FiniteDifference(radius=1e-5, one_sided=True), Online(radius=1e-5, one_sided=True),
+                                    FiniteDifference(radius=1e-5)], ids=["fd-one-sided", "online-one-sided", "fd"])
+@pytest.mark.parametrize("opt_name", ["sgd-nesterov-wd", "adamw"])
+def test_finite_differences_match_numeric_hypergradient(method, opt_name: str) -> None:
+    torch.manual_seed(0)
+    model, optimizer, batch = _setup(opt_name)
+    mwn = MetaWeightNet(hidden=4).double()
+    expected = numeric_hypergradient(model, optimizer, mwn, batch, [n for n, _ in model.named_parameters()])
+    assert _relative_error(_update_of_first_step(method, opt_name), expected) < 1e-3
+
+
+def test_one_sided_error_shrinks_linearly_with_the_radius() -> None:
+    """A forward difference: error O(radius), central: O(radius^2) (float64, rounding far below)."""
+    exact = _update_of_first_step("exact", "sgd-nesterov-wd")
+    one = [_relative_error(_update_of_first_step(FiniteDifference(radius=r, one_sided=True), "sgd-nesterov-wd"), exact)
+           for r in (1e-2, 1e-3)]
+    central = [_relative_error(_update_of_first_step(FiniteDifference(radius=r), "sgd-nesterov-wd"), exact)
+               for r in (1e-2, 1e-3)]
+    assert 5 < one[0] / one[1] < 20, one  # about 10x
+    assert 50 < central[0] / central[1] < 200, central  # about 100x
+    assert central[1] < one[1]
+
+
+def test_one_sided_refuses_a_problem_without_loss_change() -> None:
+    from autodata.bilevel.hypergrad import MetaProblem
+
+    problem = MetaProblem(params={}, train_loss=None, train_loss_at=lambda new: torch.zeros(()),
+                          lookahead=lambda g: g, meta_loss_at=lambda new: torch.zeros(()), meta_params=[],
+                          grads={})
+    with pytest.raises(ValueError, match="one-sided difference needs the problem's loss_change"):
+        FiniteDifference(one_sided=True)(problem)
+
+
+def test_one_sided_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="one_sided must be a bool, but got 'yes'"):
+        FiniteDifference(one_sided="yes")
+
+
+def test_jvp_online_refuses_per_batch_reweighters_and_clipping() -> None:
+    from autodata import L2RW
+
+    model = nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="'jvp-online' updates the components one step late.*L2RW"):
+        MetaLearner(model, opt, reweighter=L2RW(), method="jvp-online")
+    with pytest.raises(ValueError, match="method='jvp-online' replays the real step"):
+        MetaLearner(model, opt, reweighter=MetaWeightNet(), method="jvp-online", max_grad_norm=1.0)
+
+
+def test_jvp_online_with_a_learned_policy_updates_both_components() -> None:
+    """The augmentation's parameters get central differences (as ``jvp``), the reweighter forward mode."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    policy = DifferentiablePolicy([("Rotate", "Contrast"), ("ShearX", "Brightness")], seed=0)
+    learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet(hidden=4), augment=policy, method="jvp-online")
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(8, 3, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)
+    before = [p.detach().clone() for p in learner.meta_parameters]
+    for _ in range(3):
+        loss = learner.step(x, y, x, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    moved = [not torch.equal(b, p.detach()) for b, p in zip(before, learner.meta_parameters)]
+    assert all(moved), moved
+    learner.close()
