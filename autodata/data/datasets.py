@@ -2,6 +2,13 @@
 
 Every reader in :mod:`autodata.data` returns an :class:`ArrayDataset`. It is also a
 ``torch.utils.data.Dataset`` whose items are ``(image uint8 (C, H, W), label int)``.
+
+A dataset remembers where each of its samples came from: ``source_indices[i]`` is the
+position of sample ``i`` in the dataset as it was read (its *source*, e.g. CIFAR-10's 50,000
+training images in file order). :meth:`ArrayDataset.subset` composes them through any chain
+of subsets (an ``n_train`` draw, a long-tailed subset, a meta or validation hold-out) and
+:meth:`ArrayDataset.with_labels` (label noise) keeps them, so a sample of a run's training
+split can always be found in the dataset the user named.
 """
 from __future__ import annotations
 
@@ -44,6 +51,21 @@ def _as_labels(labels: Any, n: int) -> np.ndarray:
     return labels.astype(np.int64, copy=False)
 
 
+def _as_source_indices(indices: Any, n: int) -> np.ndarray:
+    if indices is None:
+        return np.arange(n, dtype=np.int64)
+    if isinstance(indices, torch.Tensor):
+        indices = indices.detach().cpu().numpy()
+    idx = np.asarray(indices)
+    if idx.shape != (n,):
+        raise ValueError(f"source_indices must have shape ({n},), but got {idx.shape}.")
+    if idx.size and not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"source_indices must be integers, but got dtype {idx.dtype}.")
+    if idx.size and idx.min() < 0:
+        raise ValueError(f"source_indices must be >= 0, but got {idx.min()}.")
+    return idx.astype(np.int64, copy=False)
+
+
 @dataclass(frozen=True, eq=False)
 class ArrayDataset(Dataset):
     """Images and labels held in memory.
@@ -54,10 +76,14 @@ class ArrayDataset(Dataset):
         num_classes: Number of classes K.
         name: Dataset name, e.g. ``"cifar10"`` (selects normalisation constants).
         class_names: Optional names of the K classes.
+        source_indices: Position of each sample in the source dataset, integers >= 0 of
+            shape (N,); ``None`` (the default) for a dataset that is its own source, which
+            stores ``arange(N)``. :meth:`subset` sets it; readers leave it ``None``.
 
     Shape:
         - images: (N, C, H, W) uint8 numpy array.
         - labels: (N,) int64 numpy array.
+        - source_indices: (N,) int64 numpy array.
         - item: ``(image uint8 tensor (C, H, W), int)``.
 
     Example:
@@ -66,6 +92,8 @@ class ArrayDataset(Dataset):
         (4, torch.Size([1, 8, 8]), 1)
         >>> ds.subset([0, 3]).labels.tolist()
         [0, 1]
+        >>> ds.subset([3, 2, 1]).subset([2, 0]).source_indices.tolist()  # sample 1, then sample 3 of ds
+        [1, 3]
     """
 
     images: np.ndarray
@@ -73,10 +101,12 @@ class ArrayDataset(Dataset):
     num_classes: int
     name: str = "custom"
     class_names: tuple[str, ...] | None = field(default=None)
+    source_indices: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         images = _as_uint8_nchw(self.images)
         labels = _as_labels(self.labels, images.shape[0])
+        source = _as_source_indices(self.source_indices, images.shape[0])
         k = self.num_classes
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"num_classes must be an integer >= 1, but got {k!r}.")
@@ -92,6 +122,7 @@ class ArrayDataset(Dataset):
             )
         object.__setattr__(self, "images", images)
         object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "source_indices", source)
         object.__setattr__(self, "num_classes", int(self.num_classes))
         if self.class_names is not None:
             object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
@@ -114,6 +145,9 @@ class ArrayDataset(Dataset):
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> ArrayDataset:
         """Returns a new dataset holding the given samples (a copy), in the given order.
 
+        The new dataset's ``source_indices`` are ``self.source_indices[indices]``: positions
+        in the same source, however many subsets deep.
+
         Args:
             indices: Integer indices in ``[-N, N)`` (negative ones count from the end), or a
                 boolean mask of length N that keeps the samples where it is True. Floats
@@ -133,10 +167,10 @@ class ArrayDataset(Dataset):
             raise ValueError(
                 f"indices must lie in [-{len(self)}, {len(self)}), but got range [{idx.min()}, {idx.max()}]."
             )
-        return replace(self, images=self.images[idx], labels=self.labels[idx])
+        return replace(self, images=self.images[idx], labels=self.labels[idx], source_indices=self.source_indices[idx])
 
     def with_labels(self, labels: Sequence[int] | np.ndarray | torch.Tensor) -> ArrayDataset:
-        """Returns the same images with other labels (e.g. noisy ones)."""
+        """Returns the same images (and ``source_indices``) with other labels (e.g. noisy ones)."""
         return replace(self, labels=labels)
 
     def tensors(self, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

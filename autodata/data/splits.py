@@ -53,6 +53,11 @@ def labels_and_classes(labels: Any, num_classes: int | None) -> tuple[np.ndarray
 class MetaSplit:
     """Disjoint train / meta indices into a training set.
 
+    The indices are positions in the labels the split was drawn on (and saved with
+    :meth:`save`); to find the samples in the dataset those labels were read from, take
+    them through :meth:`~autodata.data.ArrayDataset.subset`, whose ``source_indices``
+    compose: ``train.subset(split.meta_indices).source_indices``.
+
     Attributes:
         train_indices: Indices left for training, int64, sorted.
         meta_indices: The clean meta set, ``per_class`` per class, int64, sorted.

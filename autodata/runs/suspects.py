@@ -6,9 +6,31 @@ whose label is wrong (the paper's Fig. 1 and Sec. 4.2). Listing the lowest-weigh
 is therefore a cheap way to find labels worth checking by hand.
 
 The losses here are those of the run's model *now*, in eval mode, without augmentation, on
-the run's training split (after the ``n_train`` subset and the meta and validation
-hold-outs, in that order); weights are ``V(loss)`` before the per-batch normalisation of
-:class:`~autodata.MetaWeightNet` (``normalize=True`` only rescales a batch by a constant).
+the run's training split (after the ``n_train`` subset, the long-tailed subset and the meta
+and validation hold-outs, in that order); weights are ``V(loss)`` before the per-batch
+normalisation of :class:`~autodata.MetaWeightNet` (``normalize=True`` only rescales a batch
+by a constant).
+
+``suspects.csv`` has one row per suspect, least trusted first:
+
+================  ==========================================================================
+column            what
+================  ==========================================================================
+``rank``          1 = the lowest weight (ties: the larger loss first)
+``index``         the sample's position in the training set the run's ``dataset`` names, as
+                  read (``load_dataset(config.dataset, train=True)``, e.g. CIFAR-10's 50,000
+                  training images in file order): look the image up there
+``split_index``   its position in the run's training split (``run.data.train``), where
+                  ``run.data.noise.flipped`` and ``run.data.clean_train_labels`` index
+``given_label``   the label trained on (the corrupted one where the run added noise)
+``weight``        ``V(loss)``
+``loss``          the cross-entropy loss
+``corrupted``     ``true``/``false`` when the run corrupted the labels itself, empty otherwise
+``true_label``    the label before corruption, likewise
+================  ==========================================================================
+
+``index`` follows :attr:`autodata.data.ArrayDataset.source_indices`, which every subset a
+run takes carries along.
 
 Example:
     >>> import tempfile
@@ -20,7 +42,7 @@ Example:
     >>> write_suspects_csv(run, path, 5)
     5
     >>> open(path).readline().strip()
-    'rank,index,given_label,weight,loss,corrupted,true_label'
+    'rank,index,split_index,given_label,weight,loss,corrupted,true_label'
 """
 from __future__ import annotations
 
@@ -40,17 +62,22 @@ from autodata._io import atomic_write_text
 
 __all__ = ["SampleWeights", "curve_reweighter", "loss_weight_curve", "training_sample_weights", "write_suspects_csv"]
 
-CSV_COLUMNS = ("rank", "index", "given_label", "weight", "loss", "corrupted", "true_label")
+CSV_COLUMNS = ("rank", "index", "split_index", "given_label", "weight", "loss", "corrupted", "true_label")
 
 
 @dataclass(frozen=True)
 class SampleWeights:
     """Per-sample loss and learned weight of a run's training split.
 
+    Sample ``i`` is sample ``i`` of the training split; ``source_index[i]`` is its position in
+    the dataset the split was drawn from (:attr:`~autodata.data.ArrayDataset.source_indices`).
+
     Shape:
         - label, loss, weight: :math:`(N,)`.
         - corrupted, true_label: :math:`(N,)`, or ``None`` when the run did not corrupt the
           labels itself (the truth is then unknown).
+        - source_index: :math:`(N,)`, or ``None`` when the split is its own source
+          (``source_index[i] == i``).
     """
 
     label: np.ndarray
@@ -58,6 +85,7 @@ class SampleWeights:
     weight: np.ndarray
     corrupted: np.ndarray | None
     true_label: np.ndarray | None
+    source_index: np.ndarray | None = None
 
     def lowest(self, n: int) -> np.ndarray:
         """Indices of the ``n`` lowest weights (ties: larger loss first)."""
@@ -130,6 +158,7 @@ def training_sample_weights(run: Any, batch_size: int = 1024) -> SampleWeights:
         weight=torch.cat(weights).numpy().astype(np.float64),
         corrupted=corrupted,
         true_label=true_label,
+        source_index=np.asarray(train.source_indices, dtype=np.int64),
     )
 
 
@@ -141,18 +170,20 @@ def suspects_csv_text(samples: SampleWeights, n: int) -> str:
     for rank, i in enumerate(samples.lowest(n), 1):
         corrupted = "" if samples.corrupted is None else str(bool(samples.corrupted[i])).lower()
         true_label = "" if samples.true_label is None else int(samples.true_label[i])
-        writer.writerow([rank, int(i), int(samples.label[i]), f"{samples.weight[i]:.6g}", f"{samples.loss[i]:.6g}",
-                         corrupted, true_label])
+        source = int(i) if samples.source_index is None else int(samples.source_index[i])
+        writer.writerow([rank, source, int(i), int(samples.label[i]), f"{samples.weight[i]:.6g}",
+                         f"{samples.loss[i]:.6g}", corrupted, true_label])
     return buffer.getvalue()
 
 
 def write_suspects_csv(run: Any, path: str | os.PathLike[str], n: int, samples: SampleWeights | None = None) -> int:
     """Write the ``n`` training samples with the lowest learned weights to a CSV file, atomically.
 
-    Columns: ``rank`` (1 = least trusted), ``index`` (position in the run's training split,
-    ``run.data.train``), ``given_label`` (the label trained on), ``weight`` (``V(loss)``),
-    ``loss``, ``corrupted`` (``true``/``false`` when the run corrupted the labels itself,
-    empty otherwise) and ``true_label`` (likewise).
+    Columns (see the module docstring): ``rank`` (1 = least trusted), ``index`` (position in
+    the training set the run's dataset names, as read), ``split_index`` (position in the run's
+    training split, ``run.data.train``), ``given_label`` (the label trained on), ``weight``
+    (``V(loss)``), ``loss``, ``corrupted`` (``true``/``false`` when the run corrupted the
+    labels itself, empty otherwise) and ``true_label`` (likewise).
 
     Args:
         run: a :class:`~autodata.train.Run` with a Meta-Weight-Net (trained, or loaded from a checkpoint).

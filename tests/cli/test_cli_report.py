@@ -34,13 +34,14 @@ def test_report_prints_the_summary_draws_plots_and_writes_suspects(mwn_dir, cli,
     assert summary.count("## Plots") == 1 and summary.rstrip().endswith("(plots/weights.png)")
     assert "suspects: the 25 training samples with the lowest learned weights" in out and "corrupted label" in out
     rows = list(csv.DictReader((mwn_dir / "suspects.csv").open()))
-    assert len(rows) == 25 and list(rows[0]) == ["rank", "index", "given_label", "weight", "loss", "corrupted", "true_label"]
+    assert len(rows) == 25 and list(rows[0]) == ["rank", "index", "split_index", "given_label", "weight", "loss",
+                                               "corrupted", "true_label"]
     run = load_run(mwn_dir)
     flipped = set(run.data.noise.flipped.tolist())
     weights = [float(r["weight"]) for r in rows]
     assert weights == sorted(weights)
     for r in rows:
-        i = int(r["index"])
+        i = int(r["split_index"])
         assert r["corrupted"] == str(i in flipped).lower()
         assert int(r["given_label"]) == run.data.train.labels[i] and int(r["true_label"]) == run.data.clean_train_labels[i]
     assert cli(["report", str(mwn_dir), "--no-plots"]) == 0  # again: the summary keeps one Plots section

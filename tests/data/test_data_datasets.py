@@ -41,6 +41,33 @@ def test_array_dataset_is_a_torch_dataset() -> None:
     assert relabelled.class_counts()[0] == len(ds)
 
 
+def test_nested_subsets_compose_their_source_indices() -> None:
+    ds = load_digits()
+    assert ds.source_indices.tolist() == list(range(len(ds)))  # a dataset as read is its own source
+    rng = np.random.default_rng(0)
+    first = rng.permutation(len(ds))[:700]
+    mask = rng.random(700) < 0.5
+    second = rng.permutation(int(mask.sum()))[:100]
+    nested = ds.subset(torch.from_numpy(first)).subset(mask).with_labels(np.zeros(int(mask.sum()), np.int64))
+    nested = nested.subset(second).subset([-1, 0, 5])
+    expected = first[np.flatnonzero(mask)][second][[-1, 0, 5]]  # composed by hand
+    assert nested.source_indices.dtype == np.int64 and nested.source_indices.tolist() == expected.tolist()
+    np.testing.assert_array_equal(nested.images, ds.images[nested.source_indices])
+    assert nested.labels.tolist() == [0, 0, 0]  # new labels, same images and source positions
+    assert ds.subset([]).source_indices.shape == (0,)
+    assert ArrayDataset(ds.images[:3], ds.labels[:3], 10, source_indices=[7, 2, 9]).subset([2, 0]).source_indices.tolist() == [9, 7]
+
+
+@pytest.mark.parametrize("indices, message", [
+    ([0, 1], r"source_indices must have shape \(3,\), but got \(2,\)"),
+    ([0.0, 1.0, 2.0], "source_indices must be integers, but got dtype float64"),
+    ([0, -1, 2], "source_indices must be >= 0, but got -1"),
+])
+def test_bad_source_indices(indices, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ArrayDataset(np.zeros((3, 1, 2, 2), np.uint8), np.zeros(3, np.int64), 1, source_indices=np.asarray(indices))
+
+
 def test_from_tensors_and_from_dataset() -> None:
     images = torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8)
     ds = from_tensors(images, torch.tensor([0, 1, 2, 0, 1, 4]))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autodata.data import MetaSplit, long_tailed_counts, long_tailed_indices, meta_split
+from autodata.data import MetaSplit, corrupt_labels, load_digits, long_tailed_counts, long_tailed_indices, meta_split
 
 LABELS = np.repeat(np.arange(10), 500)[np.random.default_rng(0).permutation(5000)]
 
@@ -46,3 +46,25 @@ def test_long_tailed_counts_follow_profile() -> None:
 def test_imbalance_factor_below_one() -> None:
     with pytest.raises(ValueError, match="imbalance_factor must be >= 1, but got 0.5"):
         long_tailed_indices(LABELS, 0.5)
+
+
+def test_splits_taken_through_subsets_point_into_the_original_dataset(tmp_path) -> None:
+    """n_train draw -> long-tailed -> meta hold-out (saved and loaded) -> noise, as a run does."""
+    digits = load_digits()
+    rng = np.random.default_rng(1)
+    keep = np.sort(rng.permutation(len(digits))[:900])
+    train = digits.subset(keep)
+    train = train.subset(long_tailed_indices(train.labels, 5, seed=2, num_classes=10))
+    lt_source = train.source_indices.copy()
+    split = meta_split(train.labels, per_class=4, seed=3, num_classes=10)
+    split.save(tmp_path / "split.json")
+    loaded = MetaSplit.load(tmp_path / "split.json")
+    meta, rest = train.subset(loaded.meta_indices), train.subset(loaded.train_indices)
+    noisy = rest.with_labels(corrupt_labels(rest.labels, 10, "symmetric", 0.5, seed=4).labels)
+    for part in (meta, rest, noisy):
+        np.testing.assert_array_equal(part.images, digits.images[part.source_indices])
+    np.testing.assert_array_equal(meta.labels, digits.labels[meta.source_indices])  # clean labels
+    np.testing.assert_array_equal(noisy.source_indices, rest.source_indices)
+    assert np.intersect1d(meta.source_indices, rest.source_indices).size == 0
+    assert np.union1d(meta.source_indices, rest.source_indices).tolist() == np.sort(lt_source).tolist()
+    assert set(lt_source.tolist()) <= set(keep.tolist())
