@@ -73,7 +73,7 @@ def test_accumulated_step_has_one_meta_update_equal_to_the_whole_batch(method, o
 def test_second_order_methods_refuse_accumulation_and_unannounced_accumulation_warns() -> None:
     model = _mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(ValueError, match=r"accumulation_steps > 1 needs a first-order method \['fd', 'jvp', 'online'\]"):
+    with pytest.raises(ValueError, match=r"accumulation_steps > 1 needs a first-order method \['fd', 'jvp', 'jvp-online', 'online'\]"):
         MetaLearner(model, optimizer, reweighter=_mwn(), method="exact", accumulation_steps=2)
     learner = MetaLearner(model, optimizer, reweighter=_mwn(), method="jvp")
     x, y = _data()
@@ -165,7 +165,7 @@ def test_compiled_model_works_with_first_order_methods_and_refuses_second_order(
     compiled = torch.compile(model, backend="aot_eager")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
     for method in ("exact", "last"):
-        with pytest.raises(ValueError, match=r"torch.compile'd model does not support.*\['fd', 'jvp', 'online'\]"):
+        with pytest.raises(ValueError, match=r"torch.compile'd model does not support.*\['fd', 'jvp', 'jvp-online', 'online'\]"):
             MetaLearner(compiled, optimizer, reweighter=_mwn(), method=method)
     x, y = _data()
     xm, ym = _data(7, seed=1)
