@@ -207,13 +207,14 @@ class TrainConfig(JsonConfig):
                 "meta_per_class must be > 0 when a part is learned (reweighter or augment='learned'): "
                 "the learned parts are steered by a clean meta set, but got 0."
             )
-        if self.augment == "learned" and self.policy_estimator != "straight_through" and self.method == "online":
+        delayed = _methods()[self.method].delayed  # applied one step late: 'online', 'jvp-online'
+        if self.augment == "learned" and self.policy_estimator != "straight_through" and delayed:
             raise ValueError(
-                f"method must not be 'online' with policy_estimator={self.policy_estimator!r} (its rewards are needed "
-                f"at once), but got 'online'; use 'fd', 'jvp' or 'exact', or policy_estimator='straight_through'."
+                f"method must not be {self.method!r} with policy_estimator={self.policy_estimator!r} (its rewards are "
+                f"needed at once), but got {self.method!r}; use 'fd', 'jvp' or 'exact', or policy_estimator='straight_through'."
             )
-        if self.reweighter == "l2rw" and self.method == "online":
-            raise ValueError("method must not be 'online' with reweighter='l2rw' (per-batch weights), but got 'online'.")
+        if self.reweighter == "l2rw" and delayed:
+            raise ValueError(f"method must not be {self.method!r} with reweighter='l2rw' (per-batch weights), but got {self.method!r}.")
 
     # ------------------------------------------------------------------ derived
     @property

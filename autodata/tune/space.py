@@ -253,7 +253,7 @@ def default_space(base: TrainConfig) -> SearchSpace:
         params += [Param("reweighter_lr", 1e-4, 1e-1, log=True), Param("reweighter_hidden", choices=(10, 50, 100, 200))]
     if base.learns:
         rewards_now = base.reweighter == "l2rw" or (base.augment == "learned" and base.policy_estimator != "straight_through")
-        methods = [m for m in HYPERGRADIENTS if not (rewards_now and m == "online")]  # needs its result at once
+        methods = [m for m in HYPERGRADIENTS if not (rewards_now and HYPERGRADIENTS[m].delayed)]  # needs its result at once
         params.append(Param("method", choices=tuple(methods)))
     if base.augment == "learned":
         params.append(Param("policy_temperature", 0.1, 2.0, log=True))
