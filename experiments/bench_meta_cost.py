@@ -8,9 +8,11 @@ of the same rounds. Modes:
 * ``original``: the approach of the original Meta-Weight-Net code, as a reference: a copy of the
   model each step, autograd with ``create_graph``, a plain-SGD look-ahead on the copy, a
   validation forward, then a separate real forward and backward;
-* ``jvp``, ``exact``, ``fd``, ``last``, ``online``: :class:`autodata.MetaLearner` with that method
-  (``jvp`` and ``exact`` are exact, ``fd`` and ``online`` approximate, ``last`` looks ahead on
-  the classifier only);
+* ``jvp``, ``jvp-online``, ``exact``, ``fd``, ``last``, ``online``: :class:`autodata.MetaLearner`
+  with that method (``jvp``, ``jvp-online`` and ``exact`` are exact, ``fd`` and ``online``
+  approximate, ``last`` looks ahead on the classifier only);
+* ``fd-1sided``, ``online-1sided``: ``fd`` and ``online`` with one-sided differences from the
+  real forward's losses (``one_sided=True``);
 * ``jvp/k``, ``exact/k``, ``last/k``: the same with a meta update every k steps.
 
 Every round times the same number of steps for every mode, a whole number of every-k periods
@@ -26,7 +28,7 @@ coarse, but the same yardstick for every mode).
 Usage:
     python experiments/bench_meta_cost.py --model small_cnn --batch-size 128 --steps 10 --rounds 5
     python experiments/bench_meta_cost.py --model resnet32 --batch-size 100 --steps 10 --rounds 3 \
-        --only plain,original,jvp,exact,fd,online
+        --only plain,original,jvp,jvp-online,exact,fd,online
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from autodata import MetaLearner, MetaWeightNet
+from autodata.bilevel import FiniteDifference, HypergradientMethod, Online
 from autodata.models import create_model, small_cnn
 
 
@@ -108,7 +111,7 @@ def _original(model, optimizer, batch):
     return step
 
 
-def _autodata(method: str, every: int):
+def _autodata(method: str | HypergradientMethod, every: int):
     def build(model, optimizer, batch):
         x, y, xm, ym = batch
         learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet().to(x.device), method=method, every=every)
@@ -129,10 +132,13 @@ def modes(k: int, only: str | None = None) -> dict:
         "plain": _plain,
         "original": _original,
         "jvp": _autodata("jvp", 1),
+        "jvp-online": _autodata("jvp-online", 1),
         "exact": _autodata("exact", 1),
         "fd": _autodata("fd", 1),
         "last": _autodata("last", 1),
         "online": _autodata("online", 1),
+        "fd-1sided": _autodata(FiniteDifference(one_sided=True), 1),
+        "online-1sided": _autodata(Online(one_sided=True), 1),
         f"jvp/{k}": _autodata("jvp", k),
         f"exact/{k}": _autodata("exact", k),
         f"last/{k}": _autodata("last", k),
@@ -239,11 +245,11 @@ def main() -> None:
     print(f"{args.model}, batch {args.batch_size}, meta batch {args.meta_batch_size}, {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.rounds} rounds x {_period_steps(args)} steps")
-    print(f"{'mode':<10} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}")
+    print(f"{'mode':<14} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}")
     for name, times in per_step.items():
         ratios = [t / p for t, p in zip(times, plain)]
         print(
-            f"{name:<10} {1000 * statistics.median(times):9.1f} {statistics.median(ratios):8.2f} "
+            f"{name:<14} {1000 * statistics.median(times):9.1f} {statistics.median(ratios):8.2f} "
             f"{mem[name]:9.1f} {mem[name] / max(mem['plain'], 1e-9):8.2f}"
         )
 

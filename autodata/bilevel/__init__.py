@@ -1,9 +1,9 @@
 """The bilevel meta-gradient engine: learn data components on a clean validation set.
 
 ``engine`` (the step), ``replay`` (recorded forwards at other parameters), ``hypergrad`` (the
-methods, one registry: :data:`HYPERGRADIENTS`), ``online`` (the one-step-late methods, ``online`` and ``jvp-online``),
-``lookahead`` (the real optimizers' update rules), ``guard`` (learned weights never make training
-diverge silently).
+methods, one registry: :data:`HYPERGRADIENTS`), ``online`` (the one-step-late methods ``online``
+and ``jvp-online``), ``lookahead`` (the real optimizers' update rules), ``guard`` (learned
+weights never make training diverge silently).
 """
 from autodata.bilevel.engine import MetaLearner, StepInfo, cycle
 from autodata.bilevel.guard import DivergenceGuard

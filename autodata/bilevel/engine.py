@@ -23,11 +23,11 @@ own habits are told to the learner once: gradient accumulation over micro-batche
 gradient clipping (``max_grad_norm``: the look-ahead clips as ``clip_grad_norm_`` does), inputs
 that are not one tensor (``inputs``: a dict or tuple batch to the model's arguments).
 ``torch.compile`` and ``DistributedDataParallel`` models work with the first-order methods
-(``jvp``, ``fd``, ``online``); under DDP the hypergradients are averaged over the ranks, so every
-rank holds the same components after each step. Between
-meta steps (``every=k``) a step is step 1 and 4 with the current weights. The ``online`` method
-(:mod:`~autodata.bilevel.online`) instead takes the real optimizer step as its look-ahead and
-applies it one step late.
+(``jvp``, ``jvp-online``, ``fd``, ``online``); under DDP the hypergradients are averaged over the
+ranks, so every rank holds the same components after each step. Between
+meta steps (``every=k``) a step is step 1 and 4 with the current weights. The ``online`` and
+``jvp-online`` methods (:mod:`~autodata.bilevel.online`) instead take the real optimizer step as
+their look-ahead and apply it one step late.
 
 The virtual forwards (:mod:`~autodata.bilevel.replay`) run through
 :func:`torch.func.functional_call` with copies of the buffers and inside a fork of the random
@@ -150,11 +150,14 @@ class MetaLearner:
             one: any iterable of ``(x, y)`` batches (a ``DataLoader``), cycled.
         method: hypergradient method, a name in
             :data:`~autodata.bilevel.HYPERGRADIENTS` or a method object: ``"exact"``
-            (:class:`~autodata.bilevel.Exact`), ``"fd"`` (finite differences,
+            (:class:`~autodata.bilevel.Exact`), ``"jvp"`` (exact, forward mode, no double
+            backward, :class:`~autodata.bilevel.ForwardMode`), ``"fd"`` (finite differences,
             :class:`~autodata.bilevel.FiniteDifference`), ``"last"`` (exact, look-ahead on the
-            last layer only, :class:`~autodata.bilevel.LastLayers`) or ``"online"`` (finite
+            last layer only, :class:`~autodata.bilevel.LastLayers`), ``"online"`` (finite
             differences of the real step just taken, applied one step late: no extra backward;
-            needs one ``optimizer.step()`` after each ``step``, :class:`~autodata.bilevel.Online`).
+            needs one ``optimizer.step()`` after each ``step``, :class:`~autodata.bilevel.Online`)
+            or ``"jvp-online"`` (the same hypergradient exactly, forward mode,
+            :class:`~autodata.bilevel.OnlineForwardMode`).
         every: update the data components every ``every`` steps (1: every step).
         meta_optimizer: optimizer over the components' parameters; default Adam over the
             groups of each component's ``meta_param_groups()``.
@@ -165,7 +168,9 @@ class MetaLearner:
         on_nonfinite: ``"raise"`` (default) raises on a NaN/inf meta loss or hypergradient;
             ``"skip"`` skips that meta update with a warning. A non-finite training loss
             always raises, before anything is changed.
-        fd_radius: for a named ``"fd"`` or ``"online"`` method: its ``radius`` (default 1e-2).
+        fd_radius: for a named method with finite differences (``"fd"``, ``"online"``; the
+            augmentation's parameters under ``"jvp"``, ``"jvp-online"``): its ``radius``, the
+            norm of the parameters' move along the look-ahead direction (default: the method's).
         seed: seed of the generator that samples augmentations.
         inputs: the batch's inputs ``x`` -> the model's ``(args, kwargs)``, for a model that does
             not take one tensor: ``inputs=lambda b: ((), b)`` calls ``model(**b)`` for a dict
@@ -177,7 +182,7 @@ class MetaLearner:
         accumulation_steps: the loop accumulates gradients over this many ``step()`` calls
             (micro-batches, each back-propagating ``loss / accumulation_steps``) per
             ``optimizer.step()``. The components are updated once per optimizer step, from the
-            accumulated step, with the first-order methods (``jvp``, ``fd``, ``online``).
+            accumulated step, with the first-order methods (``jvp``, ``jvp-online``, ``fd``, ``online``).
         guard: watch the validation loss at the look-ahead; when it climbs past twice its best
             (:class:`~autodata.bilevel.guard.DivergenceGuard`), warn and train with uniform
             weights until it is back. ``False`` turns the guard off.

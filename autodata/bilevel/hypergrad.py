@@ -10,22 +10,28 @@ policy) and ``L_meta`` is the loss on a clean validation batch.
 
 Methods:
 
-Which to use (costs on ResNet-32, batch 100, CPU; ``experiments/bench_meta_cost.py``):
+Which to use (costs: BENCHMARKS.md, "Meta-step cost"; ``experiments/bench_meta_cost.py``):
 
-============  ========  ====================================================  ===========
-method        quality   how                                                   needs
-============  ========  ====================================================  ===========
-``jvp``       exact     one forward-mode JVP of the per-sample losses along   first order
-                        ``u``, a backward through the reweighter only: the
-                        cheapest exact method
-``exact``     exact     autograd through the update (double backward): the    second order
-                        reference; the most memory
-``last``      exact on  ``exact`` with the look-ahead on the last layer(s)    second order
-              the head
-``fd``        approx.   central finite differences along ``u``                first order
-``online``    approx.   ``fd`` (or ``jvp``) of the real step just taken,      first order
-                        applied one step late: no extra backward
-============  ========  ====================================================  ===========
+==============  ========  ==================================================  ===========
+method          quality   how                                                 needs
+==============  ========  ==================================================  ===========
+``jvp``         exact     one forward-mode JVP of the per-sample losses       first order
+                          along ``u``, a backward through the reweighter
+                          only: the cheapest exact method applied at once
+``jvp-online``  exact     ``jvp`` of the real step just taken, applied one    first order
+                          step late: no training backward of its own, and
+                          the meta pass runs before the real forward (peak
+                          memory near a plain step's)
+``exact``       exact     autograd through the update (double backward):      second order
+                          the reference; the most memory
+``last``        exact on  ``exact`` with the look-ahead on the last           second order
+                the head  layer(s)
+``fd``          approx.   central finite differences along ``u`` (option      first order
+                          ``one_sided``: forward differences from the real
+                          forward's losses, one forward fewer)
+``online``      approx.   ``fd`` of the real step just taken, applied one     first order
+                          step late
+==============  ========  ==================================================  ===========
 
 "first order" methods work with ``torch.compile``d and ``DistributedDataParallel`` models;
 second-order ones refuse them (aot_autograd and DDP do not support double backward).
@@ -38,18 +44,24 @@ second-order ones refuse them (aot_autograd and DDP do not support double backwa
   learnable augmentation's parameters (the input depends on them), central differences as
   ``fd`` (reverse-over-forward through the losses' JVP is not supported by every op).
 * ``exact`` (:class:`Exact`): autograd through the update (second order, ``create_graph=True``).
-* ``fd`` (:class:`FiniteDifference`, option ``radius``): DARTS-style finite differences. With ``v = grad L_meta(theta')`` and
-  ``u = (d theta'/d g)^T v`` (a cheap vector-Jacobian product through the element-wise update),
-  the hypergradient is ``d/dphi <u, grad_theta L_train(theta, phi)>``, approximated by
-  ``(grad_phi L_train(theta + eps u) - grad_phi L_train(theta - eps u)) / (2 eps)``:
-  two extra forwards and no second-order graph.
+* ``fd`` (:class:`FiniteDifference`, options ``radius``, ``one_sided``): DARTS-style finite
+  differences. With ``v = grad L_meta(theta')`` and ``u = (d theta'/d g)^T v`` (a cheap
+  vector-Jacobian product through the element-wise update), the hypergradient is
+  ``d/dphi <u, grad_theta L_train(theta, phi)>``, approximated by
+  ``(grad_phi L_train(theta + eps u) - grad_phi L_train(theta - eps u)) / (2 eps)`` (for a
+  reweighter, the per-sample losses are differenced before the weighted sum): two extra
+  forwards and no second-order graph; ``one_sided`` takes ``l_i(theta)`` from the real forward,
+  one extra forward.
 * ``last`` (:class:`LastLayers`, option ``layers``): ``exact`` with the look-ahead restricted
   to the model's last layer(s).
-* ``online`` (:class:`~autodata.bilevel.online.Online`, in :mod:`autodata.bilevel.online`): ``fd`` for the real step just taken. The real optimizer step *is* the look-ahead:
+* ``online`` and ``jvp-online`` (:class:`~autodata.bilevel.online.Online`,
+  :class:`~autodata.bilevel.online.OnlineForwardMode`, in :mod:`autodata.bilevel.online`):
+  ``fd`` and ``jvp`` for the real step just taken. The real optimizer step *is* the look-ahead:
   its gradient and pre-step state are recorded by an optimizer step hook, the validation loss
   is taken at the parameters it produced, and the hypergradient is applied at the next call,
-  one step late. It needs no backward of its own (Baydin et al. 2018 use the same idea for a
-  learning rate), so it is the cheapest method that looks at every parameter.
+  one step late. They need no training backward of their own (Baydin et al. 2018 use the same
+  idea for a learning rate); ``jvp-online`` is the cheapest exact method that looks at every
+  parameter.
 
 A method is a frozen dataclass carrying its own options. :data:`HYPERGRADIENTS` maps each name
 to its class; :func:`register` adds one, so a new method is one class in one file::
@@ -363,7 +375,7 @@ def finite_difference(
                 change, span = problem.loss_change(plus, None), eps
             else:
                 change, span = problem.loss_change(plus, {n: theta[n] - eps * d for n, d in zip(names, u)}), 2 * eps
-            grads = [g / span for g in _grads_or_zeros(change, own, retain_graph=bool(augment))]
+            grads = [g / span for g in _grads_or_zeros(change, own, retain_graph=True)]
         hyper.update(zip(map(id, own), grads))
     hyper.update(zip(map(id, augment), central_difference(problem, names, u, augment, radius)))
     return [hyper[id(p)] for p in problem.meta_params]
@@ -381,9 +393,10 @@ def central_difference(
     theta = [problem.params[n].detach() for n in names]
     plus = {n: t + eps * d for n, t, d in zip(names, theta, u)}
     minus = {n: t - eps * d for n, t, d in zip(names, theta, u)}
-    # retain_graph: both losses share the graph of the weights (and of the augmented batch).
+    # retain_graph: the losses share the graph of the weights (and of the augmented batch) with
+    # the other estimates of the same step.
     grad_plus = _grads_or_zeros(problem.train_loss_at(plus), wrt, retain_graph=True)
-    grad_minus = _grads_or_zeros(problem.train_loss_at(minus), wrt)
+    grad_minus = _grads_or_zeros(problem.train_loss_at(minus), wrt, retain_graph=True)
     return [(a - b) / (2 * eps) for a, b in zip(grad_plus, grad_minus)]
 
 
@@ -422,7 +435,7 @@ class ForwardMode(HypergradientMethod):
         own, augment = _split(problem)
         theta = {n: problem.params[n].detach() for n in names}
         directional = problem.train_jvp(theta, dict(zip(names, u)))  # mean(w * <u, grad l>)
-        hyper = dict(zip(map(id, own), _grads_or_zeros(directional, own, retain_graph=bool(augment)))) if own else {}
+        hyper = dict(zip(map(id, own), _grads_or_zeros(directional, own, retain_graph=True))) if own else {}
         hyper.update(zip(map(id, augment), central_difference(problem, names, u, augment, self.radius)))
         return [hyper[id(p)] for p in problem.meta_params], meta_loss
 

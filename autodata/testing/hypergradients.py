@@ -53,8 +53,8 @@ def numeric_hypergradient(model, optimizer, reweighter, batch, names, h: float =
 def check_hypergradient(method: HypergradientMethod, optimizer: str = "sgd", tolerance: float = 1e-3) -> None:
     """The update ``method`` applies matches central finite differences (relative error < ``tolerance``).
 
-    A delayed method (``online``) is given its real optimizer step first and checked at the
-    next step, where it applies the hypergradient of that step.
+    A delayed method (``online``, ``jvp-online``) is given its real optimizer step first and
+    checked at the next step, where it applies the hypergradient of that step.
 
     Args:
         method: the method object (with options precise enough for float64, e.g. a small radius).
