@@ -221,8 +221,8 @@ def make_method(method: str | HypergradientMethod, **options: Any) -> Hypergradi
             ``method`` is an object (it carries its own options).
 
     Example:
-        >>> make_method("fd", radius=1e-3, layers=None)
-        FiniteDifference(radius=0.001)
+        >>> make_method("fd", radius=1e-2, layers=None)
+        FiniteDifference(radius=0.01, one_sided=False)
     """
     if isinstance(method, HypergradientMethod):
         given = sorted(k for k, v in options.items() if v is not None)
@@ -266,6 +266,10 @@ class Exact(HypergradientMethod):
         return _grads_or_zeros(meta_loss, problem.meta_params, retain_graph=True), meta_loss.detach()
 
 
+DEFAULT_RADIUS = {False: 1e-3, True: 3e-4}
+"""The default finite-difference radius, central (``False``) and one-sided (``True``), from ``experiments/fd_radius.py``."""
+
+
 def check_radius(radius: Any, what: str = "radius") -> float:
     """``radius`` as a float, or a ValueError unless it is a finite number > 0."""
     if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not (math.isfinite(radius) and radius > 0):
@@ -285,8 +289,10 @@ class FiniteDifference(HypergradientMethod):
 
     Args:
         radius: the parameters move by ``radius`` (in norm) along ``u``: the step is
-            ``eps = radius / ||u||`` (DARTS uses 0.01). The default is chosen from
-            ``experiments/fd_radius.py`` (BENCHMARKS.md, "Meta-step cost").
+            ``eps = radius / ||u||``. Default (``None``): 1e-3 central, 3e-4 one-sided, the
+            radii with the smallest float32 errors against the float64 hypergradient on the
+            small CNN and ResNet-32 (``experiments/fd_radius.py``; BENCHMARKS.md, "Meta-step
+            cost"), where DARTS's 0.01 had up to 60x larger errors.
         one_sided: for the reweighter, the forward difference
             ``(l_i(theta + eps u) - l_i(theta)) / eps`` with ``l_i(theta)`` the real forward's
             own losses: one extra forward instead of two, error ``O(eps)`` instead of
@@ -294,10 +300,12 @@ class FiniteDifference(HypergradientMethod):
     """
 
     name: ClassVar[str] = "fd"
-    radius: float = 1e-2
+    radius: float | None = None
     one_sided: bool = False
 
     def __post_init__(self) -> None:
+        if self.radius is None:
+            object.__setattr__(self, "radius", DEFAULT_RADIUS[bool(self.one_sided)])
         check_radius(self.radius)
         if not isinstance(self.one_sided, bool):
             raise ValueError(f"one_sided must be a bool, but got {self.one_sided!r}.")
