@@ -1,23 +1,31 @@
-"""Population throughput: N members trained with torch.func.vmap vs the same N one after another.
+"""Population throughput: N members trained together (grouped, vmap) vs the same N one after another.
 
-Both engines train the same population on the same batches of PBA-augmented images (the
-augmentation is timed separately: it is the same code for both). Prints images/s of
-population training (forward, backward, SGD step; N x B images per step).
+Every engine trains the same population on the same batches of PBA-augmented images (the
+augmentation is timed separately: it is the same code for all). The engines take turns,
+``--rounds`` times, each turn ``--steps`` steps, in one process; the ratios are the median of
+the per-round ratios to the loop (a busy machine slows all engines in a round alike). Prints
+images/s of population training (forward, backward, SGD step; N x B images per step).
+
+On a CPU the clock is, by default, the CPU time of the process's one thread
+(``time.thread_time``, ``OMP_NUM_THREADS=1``): on a shared machine the wall clock also counts
+the time the scheduler gives other processes, which is noise here; ``--clock wall`` uses it.
 
 Usage (the figures in the PBA report):
-    OMP_NUM_THREADS=1 python experiments/pba_throughput.py --population 8 --steps 6
-    OMP_NUM_THREADS=1 python experiments/pba_throughput.py --population 8 --image-size 8 --channels 1 --batch-size 64
+    OMP_NUM_THREADS=1 python experiments/pba_throughput.py --population 8 --steps 2 --rounds 5
+    OMP_NUM_THREADS=1 python experiments/pba_throughput.py --population 8 --image-size 8 --channels 1 --batch-size 64 --steps 10
     python experiments/pba_throughput.py --device cuda --model wrn_40_2 --population 16 --steps 20
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
 
 from autodata.models import create_model, with_normalization
-from autodata.pba import LoopPopulation, PopulationAugment, VmapPopulation
+from autodata.pba import PopulationAugment
+from autodata.pba.population import ENGINE_CLASSES
 from autodata.schedules import PBAPolicy
 from autodata.train import TrainConfig
 
@@ -34,11 +42,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--channels", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=4, help="steps per engine per round")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of every engine, interleaved")
+    parser.add_argument("--engines", default="loop,grouped,vmap", help="the first is the reference")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--clock", choices=["auto", "thread", "wall"], default="auto",
+                        help="auto: thread CPU time on a CPU, wall time elsewhere")
     args = parser.parse_args()
+    torch.set_num_threads(1) if args.device == "cpu" else None
     device = torch.device(args.device)
+    thread = args.clock == "thread" or (args.clock == "auto" and device.type == "cpu")
+    clock = time.thread_time if thread else time.perf_counter
     n, b, c, s = args.population, args.batch_size, args.channels, args.image_size
+    engines = args.engines.split(",")
     config = TrainConfig(model=args.model, device=args.device)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(b, c, s, s, generator=g).to(device)
@@ -47,31 +63,39 @@ def main() -> None:
     augment = PopulationAugment(policies, (0.5,) * c, list(range(n)), device)
     xs = augment(x)  # (N, B, C, H, W)
     _sync(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(args.steps):
         augment(x)
     _sync(device)
-    aug_rate = n * b * args.steps / (time.perf_counter() - start)
+    aug_rate = n * b * args.steps / (clock() - start)
 
     def models() -> list[torch.nn.Module]:
         torch.manual_seed(0)
         return [with_normalization(create_model(args.model, in_channels=c, num_classes=10), (0.5,) * c, (0.25,) * c).to(device)
                 for _ in range(n)]
 
-    rates = {}
-    for name, cls in (("loop", LoopPopulation), ("vmap", VmapPopulation)):
-        pop = cls(models(), config)
+    pops = {name: ENGINE_CLASSES[name](models(), config) for name in engines}
+    for pop in pops.values():
         pop.step(xs, y, 0.1)  # warm-up
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            pop.step(xs, y, 0.1)
-        _sync(device)
-        rates[name] = n * b * args.steps / (time.perf_counter() - start)
-    print(f"| model | device | N | B | image | loop img/s | vmap img/s | vmap/loop | PBA augment img/s |")
-    print(f"|---|---|---|---|---|---|---|---|---|")
-    print(f"| {args.model} | {args.device} | {n} | {b} | {c}x{s}x{s} | {rates['loop']:.0f} | {rates['vmap']:.0f} | "
-          f"{rates['vmap'] / rates['loop']:.2f}x | {aug_rate:.0f} |")
+    seconds: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(args.rounds):
+        for name, pop in pops.items():
+            _sync(device)
+            start = clock()
+            for _ in range(args.steps):
+                pop.step(xs, y, 0.1)
+            _sync(device)
+            seconds[name].append(clock() - start)
+    images = n * b * args.steps
+    ref = engines[0]
+    cols = " | ".join(f"{e} img/s" for e in engines)
+    ratios = " | ".join(f"{e}/{ref}" for e in engines[1:])
+    print(f"clock: {'thread CPU time' if thread else 'wall time'}; {args.rounds} rounds of {args.steps} steps per engine")
+    print(f"| model | device | N | B | image | {cols} | {ratios} | PBA augment img/s |")
+    print("|" + "---|" * (6 + 2 * len(engines) - 1))
+    rates = " | ".join(f"{images / statistics.median(seconds[e]):.0f}" for e in engines)
+    rel = " | ".join(f"{statistics.median(r / t for r, t in zip(seconds[ref], seconds[e])):.2f}x" for e in engines[1:])
+    print(f"| {args.model} | {args.device} | {n} | {b} | {c}x{s}x{s} | {rates} | {rel} | {aug_rate:.0f} |")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Ho, Liang, Stoica, Abbeel and Chen, "Population Based Augmentation: Efficient Learning of
 Augmentation Policy Schedules", ICML 2019. The pure parts (policies, :class:`PBAAugment`,
 explore and exploit, schedules) live in :mod:`autodata.schedules`; this package trains the
-population (:mod:`autodata.pba.population`: all members at once with ``torch.func.vmap``, or
-one after another), drives PBT (:class:`PBASearch`) and writes the found schedule
+population (:mod:`autodata.pba.population`: all members at once as one grouped model
+(:mod:`autodata.pba.grouped`) or with ``torch.func.vmap``, or one after another), drives PBT (:class:`PBASearch`) and writes the found schedule
 (:func:`search_schedule`). The same search through Ray Tune is
 :mod:`autodata.tune.ray_pba`; the command is ``autodata search-schedule``.
 
@@ -17,12 +17,13 @@ Example:
 from __future__ import annotations
 
 from autodata.pba.config import ENGINES, PBASearchConfig
-from autodata.pba.population import BasePopulation, LoopPopulation, VmapPopulation, make_population
+from autodata.pba.population import BasePopulation, GroupedPopulation, LoopPopulation, VmapPopulation, make_population
 from autodata.pba.search import PBAResult, PBASearch, PopulationAugment, cosine_lr, search_schedule
 
 __all__ = [
     "ENGINES",
     "BasePopulation",
+    "GroupedPopulation",
     "LoopPopulation",
     "PBAResult",
     "PBASearch",

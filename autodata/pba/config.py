@@ -28,9 +28,10 @@ from autodata.train import TrainConfig
 
 __all__ = ["ENGINES", "PBASearchConfig"]
 
-ENGINES = ("auto", "vmap", "loop")
-"""How the population trains: ``vmap`` (all members in one ``torch.func.vmap`` call), ``loop``
-(one member after another), ``auto`` (vmap on an accelerator, the loop on a CPU; see
+ENGINES = ("auto", "grouped", "vmap", "loop")
+"""How the population trains: ``grouped`` (all members as one wide model, each layer grouped by
+member: :mod:`autodata.pba.grouped`), ``vmap`` (all members in one ``torch.func.vmap`` call),
+``loop`` (one member after another), ``auto`` (grouped on a CPU, vmap on an accelerator; see
 :mod:`autodata.pba.population`)."""
 
 
@@ -55,14 +56,15 @@ class PBASearchConfig(JsonConfig):
         population: members (PBA: 16).
         interval: epochs between perturbations (PBA: 3).
         quantile: the share of members in the bottom (copiers) and top (copied) quantiles.
-        engine: ``"auto"``, ``"vmap"`` or ``"loop"`` (see :data:`ENGINES`).
+        engine: ``"auto"``, ``"grouped"``, ``"vmap"`` or ``"loop"`` (see :data:`ENGINES`).
     """
 
     train: TrainConfig = _f(TrainConfig(val_per_class=50), "the member setup")
     population: int = _f(16, "population size (members trained together)")
     interval: int = _f(3, "perturbation interval in epochs (exploit and explore every this many)")
     quantile: float = _f(0.25, "fraction of members in the bottom (copying) and top (copied) quantiles")
-    engine: str = _f("auto", "how the population trains: auto, vmap (torch.func) or loop (one member after another)")
+    engine: str = _f("auto", "how the population trains: auto, grouped (one wide model), vmap (torch.func) or loop "
+                                    "(one member after another)")
 
     def __post_init__(self) -> None:
         if not isinstance(self.train, TrainConfig):

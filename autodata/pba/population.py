@@ -1,27 +1,40 @@
-"""A population of models trained together: all at once with ``torch.func.vmap``, or in a loop.
+"""A population of models trained together: as one grouped model, with ``torch.func.vmap``, or in a loop.
 
 PBA (Ho et al., ICML 2019) trains its population as separate Ray trials. Here the members live
-in one process on one device. :class:`VmapPopulation` stacks the members' parameters and
-buffers (``torch.func.stack_module_state``) and computes every member's forward, loss and
-gradients in one ``vmap(grad_and_value(functional_call))`` call; it then steps SGD (momentum,
-Nesterov, weight decay; ``torch.optim.SGD``'s update, written on the stacked tensors).
-BatchNorm keeps per-member statistics: the running mean, variance and batch count are
-stacked buffers, passed in batched, and BatchNorm's in-place update of a *batched* buffer is
-allowed under ``vmap`` (the torch.func docs' failure case is an unbatched buffer updated from
-a batched input, which ``replace_all_batch_norm_modules_`` avoids by dropping the running
-statistics altogether; members here keep theirs). :class:`LoopPopulation` is the reference:
-one ``nn.Module`` and one ``torch.optim.SGD`` per member, stepped one after another. It takes
-any model; :func:`make_population` falls back to it, with a warning that says why, when a model
-cannot run under ``vmap``.
+in one process on one device, in one of three engines:
 
-Both share one state format (:meth:`BasePopulation.state_dict`: stacked tensors by name), so a
-search checkpointed by one engine resumes with the other, and the two can be compared.
+- :class:`VmapPopulation` stacks the members' parameters and buffers
+  (``torch.func.stack_module_state``) and computes every member's forward, loss and gradients
+  in one ``vmap(grad_and_value(functional_call))`` call. BatchNorm keeps per-member
+  statistics: the running mean, variance and batch count are stacked buffers, passed in
+  batched, and BatchNorm's in-place update of a *batched* buffer is allowed under ``vmap`` (the
+  torch.func docs' failure case is an unbatched buffer updated from a batched input, which
+  ``replace_all_batch_norm_modules_`` avoids by dropping the running statistics altogether;
+  members here keep theirs). Any model ``vmap`` takes.
+- :class:`GroupedPopulation` keeps the same stacked tensors but runs the members as one wide
+  model (:mod:`autodata.pba.grouped`): members side by side along the channels, every layer
+  with weights one grouped layer (a grouped convolution, one BatchNorm over ``N * C``
+  channels, one batched matmul), plain autograd, one forward and backward per step. Models
+  whose layers all have a grouped version (convolutions, BatchNorm, linear, the input
+  normalisation, any layer without tensors) and whose ``forward`` keeps members' channels apart.
+- :class:`LoopPopulation` is the reference: one ``nn.Module`` and one ``torch.optim.SGD`` per
+  member, stepped one after another. It takes any model; :func:`make_population` falls back to
+  it, with a warning that says why, when a model cannot run in the engine asked for.
 
-Which is faster depends on the device. On a CPU, ``vmap`` turns each convolution into a
-grouped convolution (about 2x slower per FLOP in oneDNN) and BatchNorm with batched weights
-into unfused element-wise ops, so the loop wins there (``experiments/pba_throughput.py``);
-on a GPU one large kernel per layer replaces N small ones. ``engine="auto"`` picks the loop
-on a CPU and ``vmap`` elsewhere.
+The two stacked engines step SGD (momentum, Nesterov, weight decay) with ``torch.optim.SGD``'s
+update written on the stacked tensors (:func:`sgd_update`). All share one state format
+(:meth:`BasePopulation.state_dict`: stacked tensors by name), so a search checkpointed by one
+engine resumes with another, and they can be compared (same seed, same batches: the same
+losses, parameters, BatchNorm statistics and momentum up to float rounding).
+
+Which is faster depends on the device and the size of the activations. On a CPU (one thread,
+``experiments/pba_throughput.py``): ``vmap`` is the slowest (each convolution becomes a grouped
+convolution, BatchNorm with batched weights unfused element-wise ops, plus the transforms'
+overhead); the grouped engine beats the loop when activations are small (8 x 8 digits), where
+per-op overhead dominates, and loses to it on 32 x 32 images, where N-times-larger activations
+fall out of the caches that one member's fit in. ``engine="auto"`` picks by that rule on a CPU
+(:func:`auto_engine`) and ``vmap`` on an accelerator, where one large kernel per layer
+replaces N small ones.
 
 Shape:
     - step: x :math:`(N, B, C, H, W)` (each member's own augmented images), y :math:`(B,)`;
@@ -38,11 +51,15 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.func import functional_call, grad_and_value, vmap
 
+from autodata.pba.grouped import stacked_state, widen
 from autodata.train import TrainConfig
 
-__all__ = ["BasePopulation", "LoopPopulation", "VmapPopulation", "make_population", "sgd_settings"]
+__all__ = [
+    "ENGINE_CLASSES", "BasePopulation", "GroupedPopulation", "LoopPopulation", "StackedPopulation", "VmapPopulation",
+    "auto_engine", "make_population", "sgd_settings", "sgd_update",
+]
 
 PopulationState = dict[str, Any]
 
@@ -114,8 +131,77 @@ class BasePopulation(abc.ABC):
         return 100.0 * correct.cpu() / total
 
 
-class VmapPopulation(BasePopulation):
-    """All members in one ``torch.func.vmap`` call per step (see the module docstring).
+def sgd_update(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor], first: bool, lr: float,
+               momentum: float, nesterov: bool, weight_decay: float) -> None:
+    """``torch.optim.SGD``'s update (no dampening) on lists of tensors, with ``torch._foreach`` ops.
+
+    Args:
+        params: updated in place.
+        grads: their gradients (not changed).
+        buffers: the momentum buffers, updated in place (``first``: set to the gradient).
+        first: whether this is the first step (no momentum yet).
+    """
+    with torch.no_grad():
+        g = torch._foreach_add(grads, params, alpha=weight_decay) if weight_decay else list(grads)
+        if momentum:
+            if first:
+                torch._foreach_copy_(buffers, g)
+            else:
+                torch._foreach_mul_(buffers, momentum)
+                torch._foreach_add_(buffers, g)
+            g = torch._foreach_add(g, buffers, alpha=momentum) if nesterov else buffers
+        torch._foreach_add_(params, g, alpha=-lr)
+
+
+class StackedPopulation(BasePopulation):
+    """Members whose tensors are stacked (``name -> (N, ...)``) and stepped by one functional SGD.
+
+    Subclasses compute the gradients (:meth:`gradients`) and the logits; the state, the update
+    and the copies are shared. ``probe`` checks, on an example, that the engine can take the model.
+    """
+
+    def __init__(self, models: list[nn.Module], config: TrainConfig) -> None:
+        super().__init__(models, config)
+        params, buffers = stacked_state(list(models))
+        self.params = params  # name -> (N, ...) leaves that require grad
+        self.buffers = buffers  # name -> (N, ...)
+        self.momentum_buffers = {n: torch.zeros_like(p, requires_grad=False) for n, p in self.params.items()}
+
+    @abc.abstractmethod
+    def gradients(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The gradients of every member's loss on its images ``x[i]`` (one per parameter, in the
+        order of ``self.params``, each (N, ...)) and the losses (N,), detached."""
+
+    def probe(self, x: Tensor, y: Tensor, models: list[nn.Module] | None = None) -> None:
+        """Raise if this engine cannot train these members (nothing moves). Default: nothing to check."""
+
+    def step(self, x: Tensor, y: Tensor, lr: float) -> Tensor:
+        grads, losses = self.gradients(x, y)
+        sgd_update(list(self.params.values()), grads, list(self.momentum_buffers.values()), self.steps == 0, lr,
+                   self.momentum, self.nesterov, self.weight_decay)
+        self.steps += 1
+        return losses
+
+    def state_dict(self) -> PopulationState:
+        return {
+            "params": {n: p.detach().clone() for n, p in self.params.items()},
+            "buffers": {n: b.clone() for n, b in self.buffers.items()},
+            "momentum": {n: b.clone() for n, b in self.momentum_buffers.items()},
+            "steps": self.steps,
+        }
+
+    def load_state_dict(self, state: PopulationState) -> None:
+        _check_state(state, self.params, self.buffers)
+        with torch.no_grad():
+            for group, mine in (("params", self.params), ("buffers", self.buffers), ("momentum", self.momentum_buffers)):
+                for n, t in mine.items():
+                    t.copy_(state[group][n])
+        self.steps = int(state["steps"])
+
+
+class VmapPopulation(StackedPopulation):
+    """All members in one ``torch.func.vmap`` call per step (see the module docstring); any
+    model that ``vmap`` takes.
 
     Args:
         models: N models of one architecture (their current weights are the start).
@@ -126,10 +212,6 @@ class VmapPopulation(BasePopulation):
 
     def __init__(self, models: list[nn.Module], config: TrainConfig) -> None:
         super().__init__(models, config)
-        params, buffers = stack_module_state(list(models))
-        self.params = {n: p.detach().clone() for n, p in params.items()}  # name -> (N, ...)
-        self.buffers = {n: b.detach().clone() for n, b in buffers.items()}  # name -> (N, ...)
-        self.momentum_buffers = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self._template = copy.deepcopy(models[0]).to("meta")  # structure only; tensors come from the stacks
 
         def loss(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
@@ -143,53 +225,94 @@ class VmapPopulation(BasePopulation):
         self._grad = vmap(grad_and_value(loss), in_dims=(0, 0, 0, None), randomness="different")
         self._forward = vmap(forward, in_dims=(0, 0, None), randomness="different")
 
-    def probe(self, x: Tensor, y: Tensor) -> None:
+    def _detached(self) -> dict[str, Tensor]:
+        return {n: p.detach() for n, p in self.params.items()}
+
+    def probe(self, x: Tensor, y: Tensor, models: list[nn.Module] | None = None) -> None:
         """Run one vmapped forward and backward on copies (nothing moves); raises if vmap cannot."""
         buffers = {n: b.clone() for n, b in self.buffers.items()}
         self._template.train()
-        self._grad(self.params, buffers, x, y)
+        self._grad(self._detached(), buffers, x, y)
         self._template.eval()
-        self._forward(self.params, buffers, x[0])
+        self._forward(self._detached(), buffers, x[0])
 
-    def step(self, x: Tensor, y: Tensor, lr: float) -> Tensor:
+    def gradients(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
         self._template.train()
-        grads, losses = self._grad(self.params, self.buffers, x, y)  # name -> (N, ...), (N,)
-        m, wd = self.momentum, self.weight_decay
-        with torch.no_grad():
-            for name, p in self.params.items():
-                g = grads[name]  # (N, ...)
-                if wd:
-                    g = g.add(p, alpha=wd)
-                if m:
-                    buf = self.momentum_buffers[name]
-                    if self.steps == 0:
-                        buf.copy_(g)
-                    else:
-                        buf.mul_(m).add_(g)
-                    g = g.add(buf, alpha=m) if self.nesterov else buf
-                p.add_(g, alpha=-lr)
-        self.steps += 1
-        return losses.detach()
+        grads, losses = self._grad(self._detached(), self.buffers, x, y)  # name -> (N, ...), (N,)
+        return [grads[n] for n in self.params], losses.detach()
 
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
         self._template.eval()
-        return self._forward(self.params, self.buffers, x)  # (N, B, K)
+        return self._forward(self._detached(), self.buffers, x)  # (N, B, K)
 
-    def state_dict(self) -> PopulationState:
-        return {
-            "params": {n: p.clone() for n, p in self.params.items()},
-            "buffers": {n: b.clone() for n, b in self.buffers.items()},
-            "momentum": {n: b.clone() for n, b in self.momentum_buffers.items()},
-            "steps": self.steps,
-        }
 
-    def load_state_dict(self, state: PopulationState) -> None:
-        _check_state(state, self.params, self.buffers)
-        for group, mine in (("params", self.params), ("buffers", self.buffers), ("momentum", self.momentum_buffers)):
-            for n, t in mine.items():
-                t.copy_(state[group][n])
-        self.steps = int(state["steps"])
+class GroupedPopulation(StackedPopulation):
+    """All members as one wide model, each layer grouped by member (:mod:`autodata.pba.grouped`).
+
+    One forward and one backward of plain autograd per step; the CPU's engine. Every layer
+    with tensors must be in :data:`~autodata.pba.grouped.WIDE_LAYERS`, and the model's own
+    ``forward`` must act on channels independently outside those layers (checked by
+    :meth:`probe` against each member).
+
+    Args:
+        models: N models of one architecture (their current weights are the start).
+        config: the member setup (SGD's momentum, Nesterov and weight decay).
+    """
+
+    engine = "grouped"
+
+    def __init__(self, models: list[nn.Module], config: TrainConfig) -> None:
+        super().__init__(models, config)
+        self.model = widen(models[0], self.size, {**self.params, **self.buffers})
+
+    def _wide_input(self, x: Tensor) -> Tensor:
+        n, b = x.shape[:2]
+        return x.transpose(0, 1).reshape(b, n * x.shape[2], *x.shape[3:])  # (B, N * C, ...)
+
+    def _member_logits(self, out: Tensor) -> Tensor:
+        return out.view(out.shape[0], self.size, -1).transpose(0, 1)  # (N, B, K)
+
+    def gradients(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
+        self.model.train()
+        logits = self._member_logits(self.model(self._wide_input(x)))  # (N, B, K)
+        n, b, k = logits.shape
+        losses = F.cross_entropy(logits.reshape(n * b, k), y.repeat(n), reduction="none").view(n, b).mean(1)  # (N,)
+        grads = torch.autograd.grad(losses.sum(), list(self.params.values()))  # members do not share parameters
+        return list(grads), losses.detach()
+
+    @torch.no_grad()
+    def logits(self, x: Tensor) -> Tensor:
+        self.model.eval()
+        return self._member_logits(self.model(x.repeat(1, self.size, *([1] * (x.dim() - 2)))))  # (N, B, K)
+
+    @torch.no_grad()
+    def probe(self, x: Tensor, y: Tensor, models: list[nn.Module] | None = None) -> None:
+        """Compare the wide model with each member on ``x`` (train and eval mode); raises on a difference.
+
+        Args:
+            x: (N, b, ...) each member's images; y: (b,) labels (unused: the logits are compared).
+            models: the members as given (copied, never changed); ``None``: only run the wide model.
+        """
+        saved = {n: b.clone() for n, b in self.buffers.items()}
+        try:
+            self.model.train()
+            train = self._member_logits(self.model(self._wide_input(x)))
+            self.model.eval()
+            evaluated = self.logits(x[0])
+        finally:
+            for n, b in self.buffers.items():
+                b.copy_(saved[n])
+        for i, member in enumerate(models or []):
+            member = copy.deepcopy(member)
+            for mode, got, images in (("train", train[i], x[i]), ("eval", evaluated[i], x[0])):
+                member.train(mode == "train")
+                want = member(images)
+                if got.shape != want.shape or not torch.allclose(got, want, atol=1e-4, rtol=1e-3):
+                    raise ValueError(
+                        f"the grouped model must compute each member's own logits, but member {i} differs in {mode} "
+                        f"mode (its forward mixes members' channels?)."
+                    )
 
 
 class LoopPopulation(BasePopulation):
@@ -282,30 +405,65 @@ def _check_state(state: Any, params: dict[str, Tensor], buffers: dict[str, Tenso
                 raise ValueError(f"state[{group!r}][{n!r}] must have shape {want}, but got {tuple(theirs[n].shape)}.")
 
 
+ENGINE_CLASSES: dict[str, type[BasePopulation]] = {
+    "grouped": GroupedPopulation,
+    "vmap": VmapPopulation,
+    "loop": LoopPopulation,
+}
+"""Engine name -> its population class (``"auto"`` picks one by device: :func:`make_population`)."""
+
+GROUPED_MAX_ELEMENTS = 8192
+"""On a CPU, ``"auto"`` groups the members only when one member's input batch (batch size x
+C x H x W) has at most this many numbers. Grouping saves per-op overhead but makes every
+activation N times larger, and a CPU's caches then lose more than the overhead saves
+(thread CPU time, population 8, small CNN: grouped/loop 1.43x at 64 x 1x8x8 = 4,096; 0.99x at
+64 x 1x16x16 = 16,384; 0.51x at 128 x 1x28x28; ``experiments/pba_throughput.py``, BENCHMARKS.md)."""
+
+
+def auto_engine(device: torch.device, config: TrainConfig, example: tuple[Tensor, Tensor] | None) -> str:
+    """The engine ``"auto"`` picks: vmap off the CPU; on it, grouped for small inputs, else the loop.
+
+    Args:
+        device: where the members live.
+        config: the member setup (its ``batch_size``).
+        example: ``(x (N, b, C, H, W), y)``, for the image size; ``None`` on a CPU: the loop.
+    """
+    if device.type != "cpu":
+        return "vmap"
+    if example is None:
+        return "loop"
+    per_member = config.batch_size * example[0][0, 0].numel()
+    return "grouped" if per_member <= GROUPED_MAX_ELEMENTS else "loop"
+
+
 def make_population(
     models: list[nn.Module], config: TrainConfig, engine: str = "auto", example: tuple[Tensor, Tensor] | None = None
 ) -> BasePopulation:
-    """The population engine for ``models``: ``"vmap"``, ``"loop"`` or ``"auto"``.
+    """The population engine for ``models``: ``"grouped"``, ``"vmap"``, ``"loop"`` or ``"auto"``.
 
-    ``"auto"`` is the loop on a CPU (faster there, see the module docstring) and vmap
-    elsewhere. A model that ``vmap`` cannot take (tried on ``example``, a small batch
-    ``(x (N, b, C, H, W), y (b,))``) falls back to the loop with a warning that says why.
+    ``"auto"`` is :func:`auto_engine`'s choice (the faster engine on a CPU for the input size,
+    see the module docstring; vmap elsewhere). A model that the chosen engine cannot take (its
+    layers, or its behaviour on ``example``, a small batch ``(x (N, b, C, H, W), y (b,))``) falls
+    back to the loop with a warning that says why.
     """
-    if engine not in ("auto", "vmap", "loop"):
-        raise ValueError(f"engine must be one of ['auto', 'vmap', 'loop'], but got {engine!r}.")
+    choices = ["auto", *ENGINE_CLASSES]
+    if engine not in choices:
+        raise ValueError(f"engine must be one of {choices}, but got {engine!r}.")
     device = next(iter(models[0].parameters())).device
-    if engine == "loop" or (engine == "auto" and device.type == "cpu"):
+    if engine == "auto":
+        engine = auto_engine(device, config, example)
+    if engine == "loop":
         return LoopPopulation(models, config)
-    population = VmapPopulation(models, config)
-    if example is not None:
-        try:
-            population.probe(*example)
-        except Exception as err:  # any failure of a vmap transform means: train member by member
-            name = type(models[0]).__name__
-            warnings.warn(
-                f"{name} cannot be trained under torch.func.vmap ({type(err).__name__}: {str(err).splitlines()[0]}); "
-                f"training the population one member after another instead (engine='loop').",
-                RuntimeWarning, stacklevel=2,
-            )
-            return LoopPopulation(models, config)
+    try:
+        population = ENGINE_CLASSES[engine](models, config)
+        if example is not None:
+            population.probe(*example, models)  # type: ignore[attr-defined]
+    except Exception as err:  # any failure of the engine on this model means: train member by member
+        name = type(models[0]).__name__
+        warnings.warn(
+            f"{name} cannot be trained by the {engine} engine ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            f"training the population one member after another instead (engine='loop').",
+            RuntimeWarning, stacklevel=2,
+        )
+        return LoopPopulation(models, config)
     return population

@@ -1,0 +1,189 @@
+"""The population as one wide model: every layer grouped by member, plain autograd, no vmap.
+
+N members of one architecture are N independent networks. Laid side by side along the
+channels, ``(B, C, H, W)`` per member becomes ``(B, N * C, H, W)`` for all of them, and each
+layer with weights becomes *one* grouped layer: a convolution with ``groups = N * groups``, a
+BatchNorm over ``N * C`` channels (per-member statistics, because every channel has its own;
+the running buffers are views of the stacked ``(N, C)`` buffers, updated in place), a linear
+layer as one batched matmul. Layers without weights (ReLU, pooling, dropout, flatten after a
+global pool) act per channel and are kept as they are, so the model's own ``forward`` runs the
+whole population. One forward and one backward per step replace N of each: on a CPU that
+saves the per-op overhead (Python, dispatch, allocation) that dominates small layers, and,
+unlike ``vmap``, BatchNorm stays one native op.
+
+:func:`widen` converts a module tree through :data:`WIDE_LAYERS`, a registry from a layer type
+to its grouped version; a layer with weights of any other type is an error (the caller falls
+back to another engine). A ``forward`` that mixes channels (a softmax or a concatenation over
+them, a reshape that moves them) cannot be seen from the layers; the population's ``probe``
+compares the wide model with each member on an example batch and refuses on any difference.
+
+Example:
+    >>> from autodata.models import create_model
+    >>> members = [create_model("small_cnn", num_classes=3) for _ in range(2)]
+    >>> params, buffers = stacked_state(members)
+    >>> wide = widen(members[0], 2, {**params, **buffers})
+    >>> wide(torch.rand(4, 2 * 1, 8, 8)).shape  # (B, N * K): member i's logits are columns 3i..3i+2
+    torch.Size([4, 6])
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import stack_module_state
+
+from autodata.models.normalize import Normalize
+
+__all__ = ["WIDE_LAYERS", "WideBatchNorm", "WideConv2d", "WideLinear", "WideNormalize", "stacked_state", "widen"]
+
+
+def stacked_state(models: list[nn.Module]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Every member's parameters and buffers stacked: ``name -> (N, ...)``, contiguous, detached.
+
+    Parameters come back as leaves that require grad; buffers as plain tensors.
+    """
+    params, buffers = stack_module_state(list(models))
+    p = {n: t.detach().clone().contiguous().requires_grad_(True) for n, t in params.items()}
+    b = {n: t.detach().clone().contiguous() for n, t in buffers.items()}
+    return p, b
+
+
+class _Wide(nn.Module):
+    """A grouped layer: reads its member-stacked tensors (``name -> (N, ...)``) at each call."""
+
+    def __init__(self, layer: nn.Module, size: int, tensors: dict[str, Tensor]) -> None:
+        super().__init__()
+        self.size = size
+        self.tensors = tensors  # the population's own tensors (updated in place), never copies
+
+    def _get(self, name: str) -> Tensor | None:
+        return self.tensors.get(name)
+
+
+class WideConv2d(_Wide):
+    """N ``nn.Conv2d`` as one convolution with ``groups = N * groups``.
+
+    Shape:
+        - x: :math:`(B, N C_{in}, H, W)`; output: :math:`(B, N C_{out}, H', W')`.
+    """
+
+    def __init__(self, conv: nn.Conv2d, size: int, tensors: dict[str, Tensor]) -> None:
+        super().__init__(conv, size, tensors)
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"Conv2d.padding_mode must be 'zeros' to be grouped, but got {conv.padding_mode!r}.")
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.tensors["weight"]  # (N, C_out, C_in / groups, k, k)
+        bias = self._get("bias")
+        return F.conv2d(x, w.flatten(0, 1), None if bias is None else bias.flatten(), self.stride, self.padding,
+                        self.dilation, self.size * self.groups)
+
+
+class WideBatchNorm(_Wide):
+    """N ``nn.BatchNorm1d/2d`` as one BatchNorm over ``N * C`` channels, statistics per member.
+
+    The running mean and variance are flat views of the stacked ``(N, C)`` buffers, so the
+    native op's in-place update is each member's own. ``num_batches_tracked`` counts per member
+    (all members step together, so the counts are equal).
+    """
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm, size: int, tensors: dict[str, Tensor]) -> None:
+        super().__init__(bn, size, tensors)
+        self.eps, self.momentum, self.track_running_stats = bn.eps, bn.momentum, bn.track_running_stats
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean, var = self._get("running_mean"), self._get("running_var")
+        use_batch = self.training or mean is None
+        factor = 0.0 if self.momentum is None else self.momentum
+        count = self._get("num_batches_tracked")
+        if self.training and self.track_running_stats and count is not None:
+            count.add_(1)
+            if self.momentum is None:  # cumulative moving average, as nn.BatchNorm
+                factor = 1.0 / float(count[0])
+        weight, bias = self._get("weight"), self._get("bias")
+        return F.batch_norm(
+            x, None if mean is None else mean.view(-1), None if var is None else var.view(-1),
+            None if weight is None else weight.flatten(), None if bias is None else bias.flatten(),
+            use_batch, factor, self.eps,
+        )
+
+
+class WideLinear(_Wide):
+    """N ``nn.Linear`` as one batched matmul.
+
+    Shape:
+        - x: :math:`(B, N K_{in})` (member ``i``'s features in columns ``i K_in .. (i + 1) K_in``);
+          output: :math:`(B, N K_{out})`.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.tensors["weight"]  # (N, K_out, K_in)
+        n, _, k_in = w.shape
+        if x.dim() != 2 or x.shape[1] != n * k_in:
+            raise ValueError(f"x must have shape (B, {n * k_in}) for {n} grouped Linear layers, but got {tuple(x.shape)}.")
+        xs = x.view(x.shape[0], n, k_in).transpose(0, 1)  # (N, B, K_in)
+        bias = self._get("bias")
+        if bias is None:
+            out = torch.bmm(xs, w.transpose(1, 2))
+        else:
+            out = torch.baddbmm(bias.unsqueeze(1), xs, w.transpose(1, 2))  # (N, B, K_out)
+        return out.transpose(0, 1).flatten(1)  # (B, N * K_out)
+
+
+class WideNormalize(_Wide):
+    """N :class:`~autodata.models.Normalize` (``(x - mean) / std`` per channel) side by side."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean, std = self.tensors["mean"], self.tensors["std"]  # (N, 1, C, 1, 1)
+        return (x - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1)
+
+
+WIDE_LAYERS: dict[type[nn.Module], Callable[[nn.Module, int, dict[str, Tensor]], nn.Module]] = {
+    nn.Conv2d: WideConv2d,
+    nn.BatchNorm1d: WideBatchNorm,
+    nn.BatchNorm2d: WideBatchNorm,
+    nn.Linear: WideLinear,
+    Normalize: WideNormalize,
+}
+"""Layer type (exactly; a subclass may change ``forward``) -> its grouped version, built from
+``(layer, N, {local name: stacked tensor})``. Add an entry to widen another layer."""
+
+
+def widen(template: nn.Module, size: int, tensors: dict[str, Tensor]) -> nn.Module:
+    """A copy of ``template`` with every layer that holds tensors replaced by its grouped version.
+
+    Args:
+        template: one member (its structure; its tensors are not used).
+        size: N, the number of members.
+        tensors: every stacked parameter and buffer of the population, by the member's names.
+
+    Raises:
+        ValueError: a layer holds tensors and its type is not in :data:`WIDE_LAYERS`.
+    """
+    wide = copy.deepcopy(template).to("meta")  # structure only; the stacked tensors are the data
+    replaced: dict[str, nn.Module] = {}
+    for name, module in wide.named_modules():
+        own = [n for n, _ in module.named_parameters(recurse=False)] + [n for n, _ in module.named_buffers(recurse=False)]
+        if not own:
+            continue
+        if any(name == r or name.startswith(r + ".") for r in replaced if r):
+            continue  # inside a replaced layer
+        build = WIDE_LAYERS.get(type(module))
+        if build is None:
+            raise ValueError(
+                f"every layer with parameters or buffers must have a grouped version in WIDE_LAYERS, but "
+                f"{name or 'the model'} is a {type(module).__name__}."
+            )
+        prefix = f"{name}." if name else ""
+        local = {k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix) and "." not in k[len(prefix):]}
+        replaced[name] = build(module, size, local)
+    if "" in replaced:
+        return replaced[""]
+    for name, module in replaced.items():
+        parent_name, _, child = name.rpartition(".")
+        setattr(wide.get_submodule(parent_name), child, module)
+    return wide
