@@ -1,119 +1,166 @@
-"""Known-answer tasks for the policy search: the validation (and test) set is shifted by an op
-that the right policy applies, so the search must rank that op first.
+"""Known-answer tasks for the policy search (``autodata.search.known_answer``): the validation
+(and test) set is shifted by an op that the right policy applies, so the search must rank that
+op first.
 
-Tasks on scikit-learn's digits (8x8, embedded), training on clean images:
-  invert:      validation/test images colour-inverted (1 - x)      -> Invert
-  rotate:      validation/test images rotated by +20 degrees       -> Rotate (positive sign)
-  brightness:  validation/test images darkened (enhance factor 0.3) -> Brightness
+Tasks on scikit-learn's digits (8x8), training on clean images:
+  invert:      validation/test images colour-inverted (1 - x)              -> Invert
+  rotate:      validation/test images rotated by +20 degrees               -> Rotate (positive sign)
+  solarize:    validation/test pixels above half intensity inverted        -> Solarize (magnitude 0.5)
+  brightness:  validation/test images darkened (enhance factor 0.3)        -> Brightness (negative sign);
+               invisible to a BatchNorm model's training-mode validation loss (a known failure)
 
-For each task and estimator: the right op's rank and expected application before/after, and the
-accuracy on the shifted test set of a model retrained with the saved (exported) policy against no
-augmentation. CPU, ~1 min per (task, estimator) at the default sizes:
+For each task, estimator and seed: the right op's rank and expected application before/after,
+the first logged step at which it ranks first, its learned sign and magnitude (averaged over its
+slots, weighted by expected application), and the accuracy on the shifted test set of a model
+retrained with no augmentation, TrivialAugment, the oracle (the right op alone, always, at its
+magnitude and sign) and the saved (exported, written and read back) searched policy. One JSON
+line per run. CPU, ~1 min per (task, estimator, seed) with one thread:
 
-    OMP_NUM_THREADS=1 .venv/bin/python experiments/known_answer.py --tasks invert,rotate,brightness \
-        --estimators relax,reinforce,straight_through --ops all --steps 300
+    OMP_NUM_THREADS=1 .venv/bin/python experiments/known_answer.py --tasks invert,rotate,solarize,brightness \
+        --seeds 0,1,2
+
+``--visibility`` instead asks whether the search can see each shift at all (seconds, no search):
+the pretrained model's validation loss and accuracy on clean and shifted validation images with
+BatchNorm in training mode (batch statistics: how the search's validation loss is computed) and
+in eval mode (running statistics: how the test set is scored), and each op setting's one-step
+reward at the start: the mean over training images of ``<grad L_val, grad l_i>`` (train mode),
+for images augmented by that op (8 of each batch of 64, the rest clean, as in a search), minus
+the same for clean images. The right op should lead that list.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from autodata.augment import AUTOAUGMENT_OPS, OPS, PolicyAugment
-from autodata.data import load_dataset
-from autodata.models import create_model
+from autodata.augment import AUTOAUGMENT_OPS, OPS, DifferentiablePolicy, PolicyAugment, load_policy, save_policy
 from autodata.search import search_augmentation
-
-SHIFTS = {
-    "invert": ("Invert", lambda x: OPS["Invert"](x, torch.zeros(x.shape[0]))),
-    "rotate": ("Rotate", lambda x: OPS["Rotate"](x, torch.full((x.shape[0],), 20 / 30))),
-    "brightness": ("Brightness", lambda x: OPS["Brightness"](x, torch.full((x.shape[0],), 0.7 / 0.9),
-                                                            -torch.ones(x.shape[0]))),
-}
-
-
-def digits(seed: int = 0) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-    """Train (1000), validation (437) from digits' training split; test = its test split."""
-    tr, te = load_dataset("digits"), load_dataset("digits", train=False)
-    x = torch.from_numpy(tr.images).float() / 255
-    y = torch.from_numpy(tr.labels).long()
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    xt, yt = torch.from_numpy(te.images).float() / 255, torch.from_numpy(te.labels).long()
-    return (x[order[:1000]], y[order[:1000]]), (x[order[1000:]], y[order[1000:]]), (xt, yt)
+from autodata.search.known_answer import (
+    KNOWN_ANSWER_TASKS,
+    KnownAnswerTask,
+    digits_splits,
+    pretrained_model,
+    retrained_accuracy,
+)
 
 
-def pretrained(train, epochs: int = 5, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = create_model("small_cnn", in_channels=1, num_classes=10)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x, y = train
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=g).split(64):
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model
+def _slot_mean(module: DifferentiablePolicy, name: str, values: torch.Tensor) -> float:
+    """``values`` (K, J) of the op's slots, averaged with their expected application as weights."""
+    share = module.expected_application().detach()
+    mask = torch.tensor([[n == name for n in sub] for sub in module.sub_policies])
+    return float((share * values * mask).sum() / (share * mask).sum())
 
 
-def retrain(train, test, augment=None, epochs: int = 15, seed: int = 0) -> float:
-    torch.manual_seed(seed)
-    model = create_model("small_cnn", in_channels=1, num_classes=10)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x, y = train
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=g).split(64):
-            xb = x[idx] if augment is None else augment(x[idx])
-            opt.zero_grad()
-            F.cross_entropy(model(xb), y[idx]).backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        return float((model(test[0]).argmax(1) == test[1]).float().mean())
-
-
-def run(task: str, estimator: str, ops: tuple[str, ...], steps: int, seed: int = 0) -> dict:
-    answer, shift = SHIFTS[task]
-    train, val, test = digits(seed)
-    val, test = (shift(val[0]), val[1]), (shift(test[0]), test[1])
+def run(task_name: str, estimator: str, ops: tuple[str, ...], steps: int, seed: int) -> dict:
+    task = KNOWN_ANSWER_TASKS[task_name]
+    train, val, test = digits_splits(task, seed)
+    before = dict(DifferentiablePolicy(ops=ops).op_ranking())[task.op]
     start = time.perf_counter()
-    result = search_augmentation(train, val, pretrained(train, seed=seed), ops=ops, steps=steps, batch_size=64,
-                                 estimator=estimator, seed=seed, log_every=max(1, steps // 10))
+    result = search_augmentation(train, val, pretrained_model(train, seed), ops=ops, steps=steps,
+                                 estimator=estimator, seed=seed, log_every=10)
     seconds = time.perf_counter() - start
     names = [n for n, _ in result.ranking]
-    first = next((s for s, ranking in result.history if ranking[0][0] == answer), None)
-    before = 2 * 0.5 / len(ops)  # J ops per sub-policy at probability 0.5, spread over the ops
-    sign = result.module.sign_probabilities().detach()
-    signed = [float(sign[k, j]) for k, sub in enumerate(result.module.sub_policies) for j, n in enumerate(sub)
-              if n == answer and OPS[n].signed]
-    return {
-        "task": task, "estimator": estimator, "ops": len(ops), "steps": steps, "answer": answer,
-        "rank": names.index(answer) + 1, "expected_application_before": round(before, 4),
-        "expected_application_after": round(dict(result.ranking)[answer], 4), "steps_to_first": first,
-        "sign_positive": round(sum(signed) / len(signed), 3) if signed else None,
-        "top3": [(n, round(v, 3)) for n, v in result.ranking[:3]], "search_seconds": round(seconds, 1),
-        "acc_none": retrain(train, test, None, seed=seed),
-        "acc_searched": retrain(train, test, PolicyAugment(result.policy, seed=seed), seed=seed),
+    first = next((s for s, ranking in result.history if ranking[0][0] == task.op), None)
+    module = result.module
+    with tempfile.TemporaryDirectory() as tmp:  # the saved policy, as a user would retrain with it
+        save_policy(result.policy, Path(tmp) / "searched.json")
+        saved = load_policy(Path(tmp) / "searched.json")
+    accuracy = {
+        "none": retrained_accuracy(train, test, None, seed),
+        "trivialaugment": retrained_accuracy(train, test, PolicyAugment(load_policy("trivialaugment"), seed=seed),
+                                             seed),
+        "oracle": retrained_accuracy(train, test, PolicyAugment(task.oracle(), seed=seed), seed),
+        "searched": retrained_accuracy(train, test, PolicyAugment(saved, seed=seed), seed),
     }
+    spec = OPS[task.op]
+    return {
+        "task": task_name, "estimator": estimator, "seed": seed, "ops": len(ops), "steps": steps, "answer": task.op,
+        "rank": names.index(task.op) + 1, "expected_application_before": round(before, 4),
+        "expected_application_after": round(dict(result.ranking)[task.op], 4), "first_step_ranked_first": first,
+        "ranked_first_at_end_of_log": result.history[-1][1][0][0] == task.op,
+        "sign_positive": round(_slot_mean(module, task.op, module.sign_probabilities().detach()), 3)
+        if spec.signed else None,
+        "right_sign_positive": task.sign > 0 if spec.signed else None,
+        "magnitude": round(_slot_mean(module, task.op, module.magnitudes().detach()), 3)
+        if spec.uses_magnitude else None,
+        "right_magnitude": round(task.magnitude, 3) if spec.uses_magnitude else None,
+        "top3": [(n, round(v, 3)) for n, v in result.ranking[:3]], "search_seconds": round(seconds, 1),
+        "accuracy": {k: round(v, 4) for k, v in accuracy.items()},
+    }
+
+
+def _flat_grad(model: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
+    model.zero_grad()
+    loss.backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def visibility(task_name: str, seed: int) -> dict:
+    """Whether the search can see the task's shift: losses by BatchNorm mode and one-step rewards per op."""
+    task = KNOWN_ANSWER_TASKS[task_name]
+    train, val, _ = digits_splits(task, seed)
+    clean_val = digits_splits(KnownAnswerTask("clean", "Identity", 0.0), seed)[1][0]  # the same images, unshifted
+    model = pretrained_model(train, seed)
+    out: dict = {"task": task_name, "seed": seed}
+    with torch.no_grad():
+        for mode in ("train", "eval"):
+            model.train(mode == "train")
+            for label, x in (("clean", clean_val), ("shifted", val[0])):
+                logits = model(x)
+                out[f"{mode}_mode_{label}"] = {"loss": round(float(F.cross_entropy(logits, val[1])), 4),
+                                               "acc": round(float((logits.argmax(1) == val[1]).float().mean()), 4)}
+    model.train()
+    g_val = _flat_grad(model, F.cross_entropy(model(val[0][:256]), val[1][:256]))
+    x, y = train[0][:512], train[1][:512]
+    gen = torch.Generator().manual_seed(seed)
+
+    def reward(xa: torch.Tensor) -> float:  # mean <g_val, g_i> of the augmented 8 of each batch of 64
+        total = 0.0
+        for i in range(0, 512, 64):
+            losses = F.cross_entropy(model(torch.cat([xa[i:i + 8], x[i + 8:i + 64]])), y[i:i + 64], reduction="none")
+            total += float(g_val @ _flat_grad(model, losses[:8].mean())) / 8
+        return total
+
+    base = reward(x)
+    rows = []
+    for name in AUTOAUGMENT_OPS:
+        spec = OPS[name]
+        for m in (0.5, 0.78, 1.0) if spec.uses_magnitude else (0.0,):
+            for sign in (-1.0, 1.0) if spec.signed else (1.0,):
+                xa = spec(x, torch.full((512,), m), torch.full((512,), sign), torch.rand(512, 2, generator=gen))
+                rows.append((round(reward(xa) - base, 4), name, m, sign))
+    rows.sort(key=lambda r: -r[0])
+    out["right_op_best_setting_rank"] = next(i for i, r in enumerate(rows) if r[1] == task.op) + 1
+    out["right_op_rank_among_ops"] = list(dict.fromkeys(r[1] for r in rows)).index(task.op) + 1
+    out["top5_rewards"] = rows[:5]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", default="invert,rotate,brightness")
-    parser.add_argument("--estimators", default="relax,reinforce,straight_through")
+    parser.add_argument("--tasks", default="invert,rotate,solarize,brightness")
+    parser.add_argument("--estimators", default="relax", help="comma list of relax, reinforce, straight_through")
     parser.add_argument("--ops", default="all", help="'all' (AutoAugment's 15) or a comma list")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--visibility", action="store_true", help="only check what the search can see (no search)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.visibility:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for task in args.tasks.split(","):
+                print(json.dumps(visibility(task, seed)), flush=True)
+        return
     ops = AUTOAUGMENT_OPS if args.ops == "all" else tuple(args.ops.split(","))
-    for task in args.tasks.split(","):
-        for estimator in args.estimators.split(","):
-            print(json.dumps(run(task, estimator, ops, args.steps, args.seed)), flush=True)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for task in args.tasks.split(","):
+            for estimator in args.estimators.split(","):
+                print(json.dumps(run(task, estimator, ops, args.steps, seed)), flush=True)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ class PolicyParams:
           in slot j of the chosen sub-policy, ``-1`` where that sub-policy is shorter.
         - apply: :math:`(S, J, B)` bool, whether the op's gate fired.
         - magnitude: :math:`(S, J, B)` float in ``[0, 1]``.
-        - sign: :math:`(S, J, B)` float, ``-1.0`` or ``+1.0``.
+        - sign: :math:`(S, J, B)` float, ``-1.0`` or ``+1.0`` (``+1`` with the op's
+          ``sign_probability``).
         - position: :math:`(S, J, B, 2)` float in ``[0, 1]``.
     """
 
@@ -165,6 +166,7 @@ class PolicyAugment(BaseAugment):
         prob = torch.zeros(s, k, j)
         mag = torch.zeros(s, k, j)
         uniform = torch.zeros(s, k, j, dtype=torch.bool)
+        negative = torch.full((s, k, j), 0.5)  # a sign is -1 where its uniform draw is below 1 - sign_probability
         self._slot_ops: list[list[list[int]]] = [[[] for _ in range(j)] for _ in range(s)]
         for si, stage in enumerate(policy.stages):
             cdf[si, : len(stage.sub_policies)] = torch.tensor(stage.probabilities, dtype=torch.float64).cumsum(0)
@@ -174,6 +176,7 @@ class PolicyAugment(BaseAugment):
                     prob[si, ki, ji] = cfg.probability
                     mag[si, ki, ji] = cfg.magnitude
                     uniform[si, ki, ji] = cfg.magnitude_sampling == "uniform"
+                    negative[si, ki, ji] = 1.0 - cfg.sign_probability
                     if index[cfg.name] not in self._slot_ops[si][ji]:
                         self._slot_ops[si][ji].append(index[cfg.name])
         self.register_buffer("_cdf", cdf, persistent=False)
@@ -181,6 +184,7 @@ class PolicyAugment(BaseAugment):
         self.register_buffer("_prob", prob, persistent=False)
         self.register_buffer("_mag", mag, persistent=False)
         self.register_buffer("_uniform", uniform, persistent=False)
+        self.register_buffer("_negative", negative, persistent=False)
         # the last sub-policy with a positive weight: float rounding of the CDF never picks past it
         self._last_pick = [max(i for i, w in enumerate(st.weights) if w > 0) for st in policy.stages]
         self.generator = new_generator(seed)
@@ -216,12 +220,13 @@ class PolicyAugment(BaseAugment):
             return table(t).gather(1, picked).transpose(1, 2)
 
         op, prob, mag, uniform = select(self._op), select(self._prob), select(self._mag), select(self._uniform)
+        negative = select(self._negative)
         return PolicyParams(
             choice=choice,
             op=op,
             apply=(u_apply < prob) & (op >= 0),
             magnitude=torch.where(uniform, u_mag * mag, mag),
-            sign=torch.where(u_sign < 0.5, -1.0, 1.0),
+            sign=torch.where(u_sign < negative, -1.0, 1.0),
             position=position,
         )
 

@@ -470,14 +470,17 @@ class DifferentiablePolicy(BaseAugment):
 
     # ------------------------------------------------------------------ export
     def to_policy(self, name: str = "dada", description: str = "") -> Policy:
-        """Export the learned probabilities, magnitudes and weights as a fixed :class:`Policy`.
+        """Export the learned probabilities, magnitudes, signs and weights as a fixed :class:`Policy`.
 
-        The learned sign probabilities are not part of the policy format (see
-        :meth:`sign_probabilities`); an exported signed op draws its sign at random.
+        A signed op keeps its learned probability of the positive sign
+        (:meth:`sign_probabilities`) as its ``sign_probability``; an op without a sign has 0.5.
         """
         probs, mags, weights = self.probabilities().tolist(), self.magnitudes().tolist(), self.weights().tolist()
+        signs = self.sign_probabilities().tolist()
         subs = [
-            SubPolicy(tuple(OpConfig(n, float(probs[ki][ji]), float(mags[ki][ji])) for ji, n in enumerate(sub)))
+            SubPolicy(tuple(OpConfig(n, float(probs[ki][ji]), float(mags[ki][ji]),
+                                     sign_probability=float(signs[ki][ji]) if OPS[n].signed else 0.5)
+                            for ji, n in enumerate(sub)))
             for ki, sub in enumerate(self.sub_policies)
         ]
         return Policy.single_stage(name, subs, [float(w) for w in weights], description)
@@ -509,6 +512,9 @@ class DifferentiablePolicy(BaseAugment):
                     slot = int(module._magnitude_slot[ki, ji])
                     if slot >= 0:
                         module.magnitude_logits[slot] = _logit(op.magnitude)
+                    slot = int(module._sign_slot[ki, ji])
+                    if slot >= 0:
+                        module.sign_logits[slot] = _logit(op.sign_probability)
             module.weight_logits.copy_(torch.tensor([math.log(max(p, _EPS)) for p in stage.probabilities]))
         return module
 

@@ -5,6 +5,8 @@ A :class:`Policy` is a sequence of :class:`Stage` s applied in order. Each stage
 applies its :class:`OpConfig` s in order, each with its own application probability and a
 normalised magnitude in ``[0, 1]`` (see :mod:`autodata.augment.ops` for each op's range).
 ``magnitude_sampling="uniform"`` draws the magnitude per sample from ``U(0, magnitude)``.
+A signed op (rotation, shear, translation, enhance) takes the positive direction with
+probability ``sign_probability`` (0.5, a fair coin, unless a search learned it).
 
 The published policies are all data in this one format (``policies/*.json``):
 
@@ -71,16 +73,23 @@ class OpConfig:
         magnitude: normalised magnitude in ``[0, 1]``.
         magnitude_sampling: ``"fixed"`` uses ``magnitude``; ``"uniform"`` draws
             ``U(0, magnitude)`` per sample.
+        sign_probability: probability of the positive sign of a signed op
+            (``OPS[name].signed``), in ``[0, 1]``: 1.0 always takes the positive sign.
+            An op without a sign takes only the default 0.5.
 
     Example:
-        >>> OpConfig("Rotate", probability=0.7, magnitude=2 / 9)
-        OpConfig(name='Rotate', probability=0.7, magnitude=0.2222222222222222, magnitude_sampling='fixed')
+        >>> op = OpConfig("Rotate", probability=0.7, magnitude=2 / 9)
+        >>> op.magnitude, op.sign_probability
+        (0.2222222222222222, 0.5)
+        >>> OpConfig("Rotate", probability=0.7, magnitude=2 / 9, sign_probability=1.0).sign_probability
+        1.0
     """
 
     name: str
     probability: float
     magnitude: float = 0.0
     magnitude_sampling: MagnitudeSampling = "fixed"
+    sign_probability: float = 0.5
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or self.name not in OPS:
@@ -92,6 +101,11 @@ class OpConfig:
                 f"magnitude_sampling must be one of {list(MAGNITUDE_SAMPLINGS)}, "
                 f"but got {short_repr(self.magnitude_sampling)}."
             )
+        sign = _unit_float(self.sign_probability, "sign_probability")
+        if sign != 0.5 and not OPS[self.name].signed:
+            raise ValueError(f"sign_probability must be 0.5 for {self.name}, an op without a sign, but got "
+                             f"{short_repr(self.sign_probability)}.")
+        object.__setattr__(self, "sign_probability", sign)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,10 @@ executed. Example (``policies/*.json``)::
       ]
     }
 
+An op may carry ``"sign_probability"``, the probability of its positive sign (a signed op's
+direction learned by a search, :class:`~autodata.augment.policy.OpConfig`); it is written only
+when it is not the fair coin 0.5, which a file without it (any older file) means.
+
 Errors name the file and the field, e.g.
 ``policy.json: stages[0].sub_policies[1].ops[0].magnitude must be in [0, 1], but got 1.5.``
 Floats are written with :func:`repr` precision, so save then load round-trips exactly.
@@ -62,6 +66,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
                                 "probability": op.probability,
                                 "magnitude": op.magnitude,
                                 "magnitude_sampling": op.magnitude_sampling,
+                                **({} if op.sign_probability == 0.5 else {"sign_probability": op.sign_probability}),
                             }
                             for op in sub.ops
                         ]
@@ -128,7 +133,8 @@ def policy_from_dict(data: object, source: str = "policy") -> Policy:
             ops = []
             for j, op in enumerate(_list(sub["ops"], f"{sub_here}.ops")):
                 op_here = f"{sub_here}.ops[{j}]"
-                op = _object(op, op_here, ("name", "probability", "magnitude"), ("magnitude_sampling",))
+                op = _object(op, op_here, ("name", "probability", "magnitude"),
+                             ("magnitude_sampling", "sign_probability"))
                 ops.append(_build(OpConfig, f"{op_here}.", **op))
             subs.append(_build(SubPolicy, f"{sub_here}.", ops=tuple(ops)))
         weights = stage.get("weights")

@@ -23,8 +23,9 @@ Example:
     >>> shipped_policy_path("randaugment").name
     'randaugment.json'
     >>> p = policy_from_string("rand-m9-n2")
-    >>> len(p.stages), p.stages[0].sub_policies[0].ops[0]
-    (2, OpConfig(name='AutoContrast', probability=0.5, magnitude=0.9, magnitude_sampling='fixed'))
+    >>> op = p.stages[0].sub_policies[0].ops[0]
+    >>> len(p.stages), op.name, op.probability, op.magnitude
+    (2, 'AutoContrast', 0.5, 0.9)
 """
 from __future__ import annotations
 

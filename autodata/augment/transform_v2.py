@@ -181,10 +181,10 @@ class PolicyTransform(nn.Module):
         self._shape = (s, j)
         self._cdf = aug._cdf.tolist()  # float32 values, compared exactly as searchsorted does
         self._last_pick = list(aug._last_pick)
-        self._table = [[[(aug.op_names[o] if o >= 0 else "", p, m, u)
-                         for o, p, m, u in zip(ops, probs, mags, unis)]
-                        for ops, probs, mags, unis in zip(*(t[si].tolist() for t in (
-                            aug._op, aug._prob, aug._mag, aug._uniform)))] for si in range(s)]
+        self._table = [[[(aug.op_names[o] if o >= 0 else "", p, m, u, n)
+                         for o, p, m, u, n in zip(ops, probs, mags, unis, negs)]
+                        for ops, probs, mags, unis, negs in zip(*(t[si].tolist() for t in (
+                            aug._op, aug._prob, aug._mag, aug._uniform, aug._negative)))] for si in range(s)]
         self._grids: dict[tuple[Any, ...], Tensor] = {}
         self._geometric = [name for name in aug.op_names if name in GEOMETRIC_OPS]
 
@@ -206,14 +206,14 @@ class PolicyTransform(nn.Module):
         steps = []
         for si in range(s):
             ki = min(bisect.bisect_right(self._cdf[si], u[si]), self._last_pick[si])
-            for ji, (name, prob, magnitude, uniform) in enumerate(self._table[si][ki]):
+            for ji, (name, prob, magnitude, uniform, negative) in enumerate(self._table[si][ki]):
                 at = si * j + ji
                 if not name or u[gate + at] >= prob or name == "Identity":
                     continue
                 spec = OPS[name]
                 m = u[mag + at] * magnitude if uniform else magnitude
                 value = spec.low + m * (spec.high - spec.low)
-                if spec.signed and u[sign + at] < 0.5:
+                if spec.signed and u[sign + at] < negative:  # PolicyAugment's float32 threshold
                     value = -value
                 steps.append(Step(name, value, (u[position + 2 * at], u[position + 2 * at + 1])))
         return tuple(steps)

@@ -72,7 +72,8 @@ class SearchResult:
     """A search's learned module, its export and its trace.
 
     Attributes:
-        policy: the top sub-policies by expected application (weight x mean probability).
+        policy: the top sub-policies by expected application (weight x mean probability), with
+            their learned probabilities, magnitudes and signs (``OpConfig.sign_probability``).
         module: the learned :class:`~autodata.augment.DifferentiablePolicy`.
         ranking: each op with its expected application, largest first.
         history: ``(step, op ranking)`` every ``log_every`` steps.

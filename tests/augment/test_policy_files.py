@@ -141,7 +141,9 @@ def test_failed_save_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Monk
 
 _FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _unit = st.floats(0.0, 1.0)
-_ops = st.builds(OpConfig, st.sampled_from(sorted(OPS)), _unit, _unit, st.sampled_from(["fixed", "uniform"]))
+_ops = st.sampled_from(sorted(OPS)).flatmap(lambda name: st.builds(
+    OpConfig, st.just(name), _unit, _unit, st.sampled_from(["fixed", "uniform"]),
+    _unit if OPS[name].signed else st.just(0.5)))  # sign_probability: only a signed op takes any
 _subs = st.builds(SubPolicy, st.lists(_ops, min_size=1, max_size=3).map(tuple))
 
 
