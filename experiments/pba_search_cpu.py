@@ -1,19 +1,23 @@
 """A small PBA search on the CPU, then the quality of what it found against the usual baselines.
 
 Stage ``search``: PBA (population, interval 3, truncation 25%) on a seeded CIFAR-10 subset
-with the small CNN; prints the cost (wall time, images/s) and writes the schedule.
+with the small CNN; prints the cost (wall time, images/s), the best member's lineage (one line
+per segment) and writes the schedule.
 Stage ``quality``: the same model, data, epochs and seeds trained with
   - crop/flip only (the loader's pad-4 crop and flip),
   - TrivialAugment (policies/trivialaugment.json on top of crop/flip),
   - PBA's published CIFAR-10 schedule (policies/pba_rcifar10_200.json, stretched),
   - the searched schedule (stretched to the epochs),
-  - the searched best member's final policy, held constant;
+  - the best constant policy of the same search: the policy the best member (the one whose
+    lineage is the schedule) trained with in the search's last epoch, i.e. the schedule's last
+    segment, held constant for all epochs;
 PBA schedules bring their own crop, flip and Cutout (PBAAugment), so those runs turn the
 loader's off. Test accuracy is measured once, after the last epoch.
 
-Usage (the figures in the PBA report):
+Usage (the figures in the PBA report; the defaults are its setting):
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --stage search
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --stage quality --seeds 0,1
+    OMP_NUM_THREADS=1 python experiments/pba_search_cpu.py --stage lineage  # the schedule's segments
 """
 from __future__ import annotations
 
@@ -55,6 +59,17 @@ def stage_search(args: argparse.Namespace) -> None:
     print(f"| cifar10 {args.n_train} small_cnn | {config.population} | {args.epochs} | {images} | {seconds / 60:.1f} min | "
           f"{images / seconds:.0f} | {result.val_accuracy[result.best]:.1f}% | {len(result.schedule.segments)} |")
     print(f"schedule -> {args.out}")
+    stage_lineage(args)
+
+
+def stage_lineage(args: argparse.Namespace) -> None:
+    """One line per segment of the schedule: epochs and the entries it applies."""
+    schedule = PiecewiseSchedule.load(args.out)
+    print(f"{schedule.description}")
+    for seg in schedule.segments:
+        used = [(op, p, m) for op, p, m in seg.policy.entries if p > 0]
+        ops = ", ".join(f"{op}(p={p / 10:.1f},m={m})" for op, p, m in used) or "nothing (crop, flip, Cutout only)"
+        print(f"  epochs {seg.start:3d}-{seg.stop - 1:3d}: {len(used):2d} entries: {ops}")
 
 
 def _train(config: TrainConfig) -> float:
@@ -83,7 +98,8 @@ def stage_quality(args: argparse.Namespace) -> None:
     }
     only = only or list(settings)
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"| augmentation (cifar10 {args.n_train}, small_cnn, {args.epochs} epochs) | test accuracy % per seed | mean | minutes |")
+    print(f"| augmentation (cifar10 n_train={args.n_train}, val_per_class={args.val_per_class}, small_cnn, "
+          f"{args.epochs} epochs, lr {args.lr}) | test accuracy % per seed ({args.seeds}) | mean | minutes |")
     print("|---|---|---|---|")
     for name in only:
         start = time.perf_counter()
@@ -94,10 +110,10 @@ def stage_quality(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=["search", "quality", "all"], default="all")
-    parser.add_argument("--n-train", type=int, default=4000)
+    parser.add_argument("--stage", choices=["search", "quality", "lineage", "all"], default="all")
+    parser.add_argument("--n-train", type=int, default=1500)
     parser.add_argument("--val-per-class", type=int, default=50)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--interval", type=int, default=3)
@@ -112,6 +128,8 @@ def main() -> None:
         stage_search(args)
     if args.stage in ("quality", "all"):
         stage_quality(args)
+    if args.stage == "lineage":
+        stage_lineage(args)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Usage (the figures in the PBA report):
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -25,9 +26,17 @@ import torch
 
 from autodata.models import create_model, with_normalization
 from autodata.pba import PopulationAugment
-from autodata.pba.population import ENGINE_CLASSES
+from autodata.pba.population import ENGINE_CLASSES, GroupedPopulation, LoopPopulation
 from autodata.schedules import PBAPolicy
 from autodata.train import TrainConfig
+
+
+ENGINES = {
+    **ENGINE_CLASSES,
+    # the layout ablation: the engines as they ran before channels-last (NCHW throughout)
+    "loop_nchw": functools.partial(LoopPopulation, channels_last=False),
+    "grouped_nchw": functools.partial(GroupedPopulation, channels_last=False),
+}
 
 
 def _sync(device: torch.device) -> None:
@@ -44,7 +53,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--steps", type=int, default=4, help="steps per engine per round")
     parser.add_argument("--rounds", type=int, default=3, help="turns of every engine, interleaved")
-    parser.add_argument("--engines", default="loop,grouped,vmap", help="the first is the reference")
+    parser.add_argument("--engines", default="loop,grouped,vmap",
+                        help=f"the first is the reference; any of {list(ENGINES)}")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--clock", choices=["auto", "thread", "wall"], default="auto",
                         help="auto: thread CPU time on a CPU, wall time elsewhere")
@@ -74,7 +84,7 @@ def main() -> None:
         return [with_normalization(create_model(args.model, in_channels=c, num_classes=10), (0.5,) * c, (0.25,) * c).to(device)
                 for _ in range(n)]
 
-    pops = {name: ENGINE_CLASSES[name](models(), config) for name in engines}
+    pops = {name: ENGINES[name](models(), config) for name in engines}
     for pop in pops.values():
         pop.step(xs, y, 0.1)  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in engines}

@@ -58,10 +58,23 @@ from autodata.train import TrainConfig
 
 __all__ = [
     "ENGINE_CLASSES", "BasePopulation", "GroupedPopulation", "LoopPopulation", "StackedPopulation", "VmapPopulation",
-    "auto_engine", "make_population", "sgd_settings", "sgd_update",
+    "auto_engine", "make_population", "prefers_channels_last", "sgd_settings", "sgd_update",
 ]
 
 PopulationState = dict[str, Any]
+
+
+def prefers_channels_last(model: nn.Module) -> bool:
+    """Whether the engines run ``model`` in channels-last layout: on a CPU, for a model with a
+    2-D convolution (PyTorch's CPU kernels for BatchNorm, pooling and oneDNN's convolutions are
+    faster on NHWC: about 1.5x for the small CNN's training step, loop and grouped alike)."""
+    device = next(iter(model.parameters())).device
+    return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def _layout(x: Tensor, channels_last: bool) -> Tensor:
+    """``x`` in channels-last layout when asked and 4-D, else as it is."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
 def sgd_settings(config: TrainConfig) -> tuple[float, bool, float]:
@@ -258,17 +271,19 @@ class GroupedPopulation(StackedPopulation):
     Args:
         models: N models of one architecture (their current weights are the start).
         config: the member setup (SGD's momentum, Nesterov and weight decay).
+        channels_last: run in channels-last layout; ``None``: :func:`prefers_channels_last`.
     """
 
     engine = "grouped"
 
-    def __init__(self, models: list[nn.Module], config: TrainConfig) -> None:
+    def __init__(self, models: list[nn.Module], config: TrainConfig, channels_last: bool | None = None) -> None:
         super().__init__(models, config)
         self.model = widen(models[0], self.size, {**self.params, **self.buffers})
+        self.channels_last = prefers_channels_last(models[0]) if channels_last is None else channels_last
 
     def _wide_input(self, x: Tensor) -> Tensor:
         n, b = x.shape[:2]
-        return x.transpose(0, 1).reshape(b, n * x.shape[2], *x.shape[3:])  # (B, N * C, ...)
+        return _layout(x.transpose(0, 1).reshape(b, n * x.shape[2], *x.shape[3:]), self.channels_last)  # (B, N * C, ...)
 
     def _member_logits(self, out: Tensor) -> Tensor:
         return out.view(out.shape[0], self.size, -1).transpose(0, 1)  # (N, B, K)
@@ -284,7 +299,8 @@ class GroupedPopulation(StackedPopulation):
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
         self.model.eval()
-        return self._member_logits(self.model(x.repeat(1, self.size, *([1] * (x.dim() - 2)))))  # (N, B, K)
+        wide = _layout(x.repeat(1, self.size, *([1] * (x.dim() - 2))), self.channels_last)  # (B, N * C, ...)
+        return self._member_logits(self.model(wide))  # (N, B, K)
 
     @torch.no_grad()
     def probe(self, x: Tensor, y: Tensor, models: list[nn.Module] | None = None) -> None:
@@ -321,13 +337,15 @@ class LoopPopulation(BasePopulation):
     Args:
         models: N models (trained in place).
         config: the member setup (SGD's momentum, Nesterov and weight decay).
+        channels_last: run in channels-last layout; ``None``: :func:`prefers_channels_last`.
     """
 
     engine = "loop"
 
-    def __init__(self, models: list[nn.Module], config: TrainConfig) -> None:
+    def __init__(self, models: list[nn.Module], config: TrainConfig, channels_last: bool | None = None) -> None:
         super().__init__(models, config)
-        self.models = list(models)
+        self.channels_last = prefers_channels_last(models[0]) if channels_last is None else channels_last
+        self.models = [m.to(memory_format=torch.channels_last) if self.channels_last else m for m in models]
         self.optimizers = [
             torch.optim.SGD(m.parameters(), lr=config.lr, momentum=self.momentum, nesterov=self.nesterov,
                             weight_decay=self.weight_decay)
@@ -340,7 +358,7 @@ class LoopPopulation(BasePopulation):
             for group in opt.param_groups:
                 group["lr"] = lr
             model.train()
-            loss = F.cross_entropy(model(x[i]), y)
+            loss = F.cross_entropy(model(_layout(x[i], self.channels_last)), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -351,6 +369,7 @@ class LoopPopulation(BasePopulation):
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
         out = []
+        x = _layout(x, self.channels_last)
         for model in self.models:
             model.eval()
             out.append(model(x))
