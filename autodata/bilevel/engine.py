@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from autodata.augment import BaseAugment, IdentityAugment
 from autodata.bilevel import _checks
 from autodata.bilevel.hypergrad import HYPERGRADIENTS, HypergradientMethod, MetaProblem, check_radius, make_method
-from autodata.bilevel.guard import DivergenceGuard
+from autodata.bilevel.guard import DivergenceGuard, bound_step, last_layer
 from autodata.bilevel.lookahead import VirtualStep
 from autodata.bilevel.online import OnlineUpdater
 from autodata.bilevel.replay import Inputs, RandomState, RecordedForward, Replay, as_model_inputs, is_compiled, unwrap
@@ -392,6 +392,9 @@ class MetaLearner:
                 weights = self.reweighter(losses.detach(), forward.y)
             else:
                 weights = self.reweighter.real_weights(losses.detach(), forward.y, hypergrads if updated else None)
+        bound = self.reweighter.max_step_ratio
+        if bound is not None and losses.requires_grad:  # the step is at most `bound` x the uniform one
+            weights = bound_step(weights, losses, last_layer(self.params), bound)[0]
         fallback = False
         if self.guard is not None and self.reweighter.learns:
             switched = self.guard.update(meta_loss) if updated else None

@@ -31,9 +31,14 @@ class BaseReweighter(nn.Module, abc.ABC):
         meta_lr: learning rate of the meta-optimizer for this component.
         meta_betas: Adam's betas for it.
         meta_weight_decay: its weight decay.
+        max_step_ratio: when set, the learner scales the real step's weights so that its
+            gradient (on the model's last layer) is at most this many times the uniform-weight
+            gradient of the same batch (:func:`autodata.bilevel.guard.bound_step`); ``None``:
+            no bound.
     """
 
     per_batch: ClassVar[bool] = False
+    max_step_ratio: float | None = None
     meta_lr: float = 1e-3
     meta_betas: tuple[float, float] = (0.9, 0.999)
     meta_weight_decay: float = 0.0

@@ -3,6 +3,14 @@ Weighting", NeurIPS 2019): a small MLP maps a sample's loss to its weight, ``w_i
 
 The paper's net is 1-100-1 with a ReLU hidden layer and a sigmoid output (Sec. 3, Fig. 1), and
 its learning rate is 1e-3 with weight decay 1e-4 (the released code uses Adam for ``V``).
+
+Normalisation has a floor (issue #9): a batch's weights are divided by ``max(mean(w), floor)``,
+not by ``mean(w)``. Plain mean-1 normalisation lets a batch the net trusts little (most
+``w ~ 0``) be carried by its few trusted samples at weights up to ``B / k``: with SGD lr 0.05 and
+momentum 0.9 on 60% symmetric noise, steps at normalised weights 2.4-3 (effective sample size
+55 of 128) gave gradient norms of 2-4 against plain training's 0.5-1 and episodes where the
+model forgot within 8 steps (losses back to ``ln K``, meta loss 1.0 -> 1.9). With the floor (0.5:
+the sigmoid's start) no weight exceeds ``1 / floor`` and a distrusted batch takes a smaller step.
 """
 from __future__ import annotations
 
@@ -23,12 +31,16 @@ class MetaWeightNet(BaseReweighter):
             released Meta-Weight-Net code normalises each batch by ``sum(w)``: only the
             relative weights are learned and the optimizer's effective learning rate stays that
             of plain training (the sigmoid starts near 0.5, which would otherwise halve it).
+        floor: the normalisation divides by ``max(mean(w), floor)``: no weight exceeds
+            ``1 / floor`` and a batch whose weights average below ``floor`` takes a
+            proportionally smaller step (0 restores plain mean-1 normalisation).
         meta_lr: learning rate of this net's meta-optimizer.
         meta_weight_decay: its weight decay.
 
     Shape:
         - losses: :math:`(B,)`
-        - output: :math:`(B,)`, mean 1 (in ``(0, 1)`` with ``normalize=False``)
+        - output: :math:`(B,)`, mean 1 when the raw mean is at least ``floor``, each in
+          ``(0, 1 / floor)`` (in ``(0, 1)`` with ``normalize=False``)
 
     Example:
         >>> mwn = MetaWeightNet()
@@ -37,13 +49,22 @@ class MetaWeightNet(BaseReweighter):
     """
 
     def __init__(
-        self, hidden: int = 100, *, normalize: bool = True, meta_lr: float = 1e-3, meta_weight_decay: float = 1e-4
+        self,
+        hidden: int = 100,
+        *,
+        normalize: bool = True,
+        floor: float = 0.5,
+        meta_lr: float = 1e-3,
+        meta_weight_decay: float = 1e-4,
     ) -> None:
         super().__init__()
         if hidden < 1:
             raise ValueError(f"hidden must be a positive width, but got {hidden}.")
+        if not 0.0 <= floor <= 1.0:
+            raise ValueError(f"floor must be in [0, 1], but got {floor}.")
         self.net = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
         self.normalize = normalize
+        self.floor = float(floor)
         self.meta_lr = meta_lr
         self.meta_weight_decay = meta_weight_decay
 
@@ -51,5 +72,5 @@ class MetaWeightNet(BaseReweighter):
         dtype = self.net[0].weight.dtype
         w = torch.sigmoid(self.net(losses.detach().to(dtype).unsqueeze(1))).squeeze(1)  # (B,)
         if self.normalize:
-            w = w * (w.numel() / w.sum().clamp_min(1e-12))
+            w = w / w.mean().clamp_min(max(self.floor, 1e-12))
         return w

@@ -109,7 +109,7 @@ def test_every_k_updates_on_schedule_and_meta_data_is_cycled() -> None:
 
 def test_l2rw_weights_are_nonnegative_with_mean_one() -> None:
     model, optimizer = _trained(lambda p: torch.optim.SGD(p, lr=0.1))
-    learner = MetaLearner(model, optimizer, reweighter=L2RW())
+    learner = MetaLearner(model, optimizer, reweighter=L2RW(max_step_ratio=None))  # the paper's weights, unbounded
     learner.step(*_batch(seed=6), *_batch(8, seed=7))
     w = learner.last.weights
     assert (w >= 0).all() and w.mean().item() == pytest.approx(1.0, abs=1e-5)
