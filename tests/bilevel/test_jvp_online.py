@@ -149,3 +149,37 @@ def test_jvp_online_with_a_learned_policy_updates_both_components() -> None:
     moved = [not torch.equal(b, p.detach()) for b, p in zip(before, learner.meta_parameters)]
     assert all(moved), moved
     learner.close()
+
+
+def _accumulated_update(method: str, micro: int) -> list[torch.Tensor]:
+    """The reweighter's update from one optimizer step over 12 samples in ``micro`` micro-batches."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()  # no BatchNorm: chunks = whole
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, nesterov=True)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(12, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (12,), generator=g)
+    xm, ym = torch.randn(7, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g)
+    for _ in range(2):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    torch.manual_seed(1)
+    mwn = MetaWeightNet(hidden=4, normalize=False).double()
+    before = [p.detach().clone() for p in mwn.parameters()]
+    learner = MetaLearner(model, optimizer, reweighter=mwn, method=method, accumulation_steps=micro, guard=False,
+                          meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
+    optimizer.zero_grad()
+    for chunk_x, chunk_y in zip(x.chunk(micro), y.chunk(micro)):
+        (learner.step(chunk_x, chunk_y, xm, ym) / micro).backward()
+    optimizer.step()
+    if learner.method.delayed:
+        learner.step(x[:2], y[:2], xm, ym)
+    assert learner.last.meta_updated
+    learner.close()
+    return [b - p.detach() for b, p in zip(before, mwn.parameters())]
+
+
+def test_jvp_online_of_an_accumulated_step_equals_the_whole_batch() -> None:
+    whole = _accumulated_update("exact", 1)
+    for a, b in zip(_accumulated_update("jvp-online", 3), whole):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-14)
