@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--kinds", default="symmetric,pairflip,structured")
     parser.add_argument("--imbalance", default="1,10", help="imbalance factors (1: balanced)")
-    parser.add_argument("--methods", default="ce,mwn-jvp,mwn-online,l2rw-jvp")
+    parser.add_argument("--methods", default="ce,mwn-exact,mwn-online,l2rw-exact")
     parser.add_argument("--dataset", default="digits", choices=sorted(LOOK_ALIKE))
     parser.add_argument("--n-train", type=int, default=0, help="a seeded subset of this many training images (0: all)")
     parser.add_argument("--epochs", type=int, default=6)
