@@ -267,7 +267,12 @@ def _type_name(t: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(t, str(t))
 
 
-_METHOD = re.compile(r"^(?P<rw>ce|clean|mwn|l2rw)(?:-(?P<method>exact|fd|last|online|jvp))?(?:-?every)?(?P<every>\d+)?$")
+def _method_pattern() -> re.Pattern[str]:
+    """``<reweighter>[-<method>][<k>]``, the methods read from the registry (longest first, so
+    ``jvp-online`` is not taken for ``jvp``)."""
+    names = sorted(_methods(), key=len, reverse=True)
+    alternatives = "|".join(re.escape(name) for name in names)
+    return re.compile(rf"^(?P<rw>ce|clean|mwn|l2rw)(?:-(?P<method>{alternatives}))?(?:-?every)?(?P<every>\d+)?$")
 
 
 def parse_method(text: str) -> dict[str, Any]:
@@ -280,8 +285,10 @@ def parse_method(text: str) -> dict[str, Any]:
     Example:
         >>> parse_method("mwn-last2")
         {'reweighter': 'mwn', 'method': 'last', 'every': 2}
+        >>> parse_method("mwn-jvp-online")
+        {'reweighter': 'mwn', 'method': 'jvp-online', 'every': 1}
     """
-    match = _METHOD.match(text) if isinstance(text, str) else None
+    match = _method_pattern().match(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(
             f"method string must look like ce, clean, mwn, l2rw, mwn-fd, mwn-last2 or mwn-every5, but got {text!r}."

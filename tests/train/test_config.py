@@ -108,6 +108,9 @@ def test_missing_config_file_is_named(tmp_path) -> None:
         ("mwn-every5", {"reweighter": "mwn", "method": "exact", "every": 5}),
         ("mwn-online", {"reweighter": "mwn", "method": "online", "every": 1}),
         ("l2rw-fd", {"reweighter": "l2rw", "method": "fd", "every": 1}),
+        ("mwn-jvp", {"reweighter": "mwn", "method": "jvp", "every": 1}),
+        ("mwn-jvp-online", {"reweighter": "mwn", "method": "jvp-online", "every": 1}),
+        ("mwn-jvp-online3", {"reweighter": "mwn", "method": "jvp-online", "every": 3}),
     ],
 )
 def test_method_strings_become_fields(text: str, fields: dict) -> None:
