@@ -30,6 +30,7 @@ the same for clean images. The right op should lead that list.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 import time
@@ -49,6 +50,14 @@ from autodata.search.known_answer import (
 )
 
 
+def task_of(spec: str) -> KnownAnswerTask:
+    """A task by name, or ``Op:magnitude:sign`` for any other shift (e.g. ``Contrast:0.78:-1``)."""
+    if spec in KNOWN_ANSWER_TASKS:
+        return KNOWN_ANSWER_TASKS[spec]
+    op, magnitude, sign = spec.split(":")
+    return KnownAnswerTask(spec, op, float(magnitude), float(sign))
+
+
 def _slot_mean(module: DifferentiablePolicy, name: str, values: torch.Tensor) -> float:
     """``values`` (K, J) of the op's slots, averaged with their expected application as weights."""
     share = module.expected_application().detach()
@@ -56,12 +65,35 @@ def _slot_mean(module: DifferentiablePolicy, name: str, values: torch.Tensor) ->
     return float((share * values * mask).sum() / (share * mask).sum())
 
 
-def run(task_name: str, estimator: str, ops: tuple[str, ...], steps: int, seed: int) -> dict:
-    task = KNOWN_ANSWER_TASKS[task_name]
+def _saved_mean(policy, name: str, field: str) -> float | None:
+    """The op's ``field`` in a saved one-stage policy, weighted by how often each of its entries applies."""
+    stage = policy.stages[0]
+    rows = [(w * op.probability, getattr(op, field)) for w, sub in zip(stage.probabilities, stage.sub_policies)
+            for op in sub.ops if op.name == name]
+    total = sum(a for a, _ in rows)
+    return round(sum(a * v for a, v in rows) / total, 3) if total > 0 else None
+
+
+def plain_cnn(seed: int) -> torch.nn.Module:
+    """``small_cnn``'s layout without BatchNorm (biased convolutions): a model that sees a global intensity scale."""
+    torch.manual_seed(seed)
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+
+SEARCH_MODELS = {"small_cnn": lambda seed: None, "plain_cnn": plain_cnn}
+"""The model the search starts from (pretrained on the clean images); retraining always uses small_cnn."""
+
+
+def run(task_name: str, estimator: str, ops: tuple[str, ...], steps: int, seed: int,
+        search_model: str = "small_cnn") -> dict:
+    task = task_of(task_name)
     train, val, test = digits_splits(task, seed)
     before = dict(DifferentiablePolicy(ops=ops).op_ranking())[task.op]
     start = time.perf_counter()
-    result = search_augmentation(train, val, pretrained_model(train, seed), ops=ops, steps=steps,
+    model = pretrained_model(train, seed, model=SEARCH_MODELS[search_model](seed))
+    result = search_augmentation(train, val, model, ops=ops, steps=steps,
                                  estimator=estimator, seed=seed, log_every=10)
     seconds = time.perf_counter() - start
     names = [n for n, _ in result.ranking]
@@ -79,7 +111,8 @@ def run(task_name: str, estimator: str, ops: tuple[str, ...], steps: int, seed: 
     }
     spec = OPS[task.op]
     return {
-        "task": task_name, "estimator": estimator, "seed": seed, "ops": len(ops), "steps": steps, "answer": task.op,
+        "task": task_name, "estimator": estimator, "seed": seed, "search_model": search_model, "ops": len(ops),
+        "steps": steps, "answer": task.op,
         "rank": names.index(task.op) + 1, "expected_application_before": round(before, 4),
         "expected_application_after": round(dict(result.ranking)[task.op], 4), "first_step_ranked_first": first,
         "ranked_first_at_end_of_log": result.history[-1][1][0][0] == task.op,
@@ -89,6 +122,8 @@ def run(task_name: str, estimator: str, ops: tuple[str, ...], steps: int, seed: 
         "magnitude": round(_slot_mean(module, task.op, module.magnitudes().detach()), 3)
         if spec.uses_magnitude else None,
         "right_magnitude": round(task.magnitude, 3) if spec.uses_magnitude else None,
+        "saved_sign_positive": _saved_mean(saved, task.op, "sign_probability") if spec.signed else None,
+        "saved_magnitude": _saved_mean(saved, task.op, "magnitude") if spec.uses_magnitude else None,
         "top3": [(n, round(v, 3)) for n, v in result.ranking[:3]], "search_seconds": round(seconds, 1),
         "accuracy": {k: round(v, 4) for k, v in accuracy.items()},
     }
@@ -102,16 +137,16 @@ def _flat_grad(model: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
 
 def visibility(task_name: str, seed: int) -> dict:
     """Whether the search can see the task's shift: losses by BatchNorm mode and one-step rewards per op."""
-    task = KNOWN_ANSWER_TASKS[task_name]
+    task = task_of(task_name)
     train, val, _ = digits_splits(task, seed)
     clean_val = digits_splits(KnownAnswerTask("clean", "Identity", 0.0), seed)[1][0]  # the same images, unshifted
     model = pretrained_model(train, seed)
     out: dict = {"task": task_name, "seed": seed}
     with torch.no_grad():
         for mode in ("train", "eval"):
-            model.train(mode == "train")
             for label, x in (("clean", clean_val), ("shifted", val[0])):
-                logits = model(x)
+                probe = copy.deepcopy(model).train(mode == "train")  # a train-mode forward moves BN statistics
+                logits = probe(x)
                 out[f"{mode}_mode_{label}"] = {"loss": round(float(F.cross_entropy(logits, val[1])), 4),
                                                "acc": round(float((logits.argmax(1) == val[1]).float().mean()), 4)}
     model.train()
@@ -143,11 +178,14 @@ def visibility(task_name: str, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", default="invert,rotate,solarize,brightness")
+    parser.add_argument("--tasks", default="invert,rotate,solarize,brightness",
+                        help="comma list of task names or Op:magnitude:sign shifts (e.g. Contrast:0.78:-1)")
     parser.add_argument("--estimators", default="relax", help="comma list of relax, reinforce, straight_through")
     parser.add_argument("--ops", default="all", help="'all' (AutoAugment's 15) or a comma list")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--search-model", default="small_cnn", choices=sorted(SEARCH_MODELS),
+                        help="the model the search starts from; plain_cnn has no BatchNorm")
     parser.add_argument("--visibility", action="store_true", help="only check what the search can see (no search)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -160,7 +198,7 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         for task in args.tasks.split(","):
             for estimator in args.estimators.split(","):
-                print(json.dumps(run(task, estimator, ops, args.steps, seed)), flush=True)
+                print(json.dumps(run(task, estimator, ops, args.steps, seed, args.search_model)), flush=True)
 
 
 if __name__ == "__main__":

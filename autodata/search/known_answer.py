@@ -136,9 +136,16 @@ def _small_cnn(seed: int) -> nn.Module:
     return create_model("small_cnn", in_channels=1, num_classes=10)
 
 
-def pretrained_model(train: Split, seed: int = 0, epochs: int = 5) -> nn.Module:
-    """A small CNN trained on the clean training images: the model the search starts from."""
-    return _fit(_small_cnn(seed), train, None, epochs, seed)
+def pretrained_model(train: Split, seed: int = 0, epochs: int = 5, model: nn.Module | None = None) -> nn.Module:
+    """A model trained on the clean training images: the model the search starts from.
+
+    Args:
+        train: the clean training split.
+        seed: seeds the initialisation of the default model and the batch order.
+        epochs: passes over ``train``.
+        model: the network to train in place (default a fresh ``small_cnn``).
+    """
+    return _fit(_small_cnn(seed) if model is None else model, train, None, epochs, seed)
 
 
 def retrained_accuracy(train: Split, test: Split, augment: BaseAugment | None = None, seed: int = 0,
