@@ -18,6 +18,11 @@ Usage (the figures in the PBA report; the defaults are its setting):
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --stage search
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --stage quality --seeds 0,1
     OMP_NUM_THREADS=1 python experiments/pba_search_cpu.py --stage lineage  # the schedule's segments
+    OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --stage members --seeds 0,1
+
+Stage ``members`` replays every member's lineage (from the search's checkpoint), one row per
+distinct lineage, with the member's last validation accuracy: do the members that were
+exploited, and so trained under a schedule that formed, test better than the best member?
 """
 from __future__ import annotations
 
@@ -108,9 +113,36 @@ def stage_quality(args: argparse.Namespace) -> None:
               f"{(time.perf_counter() - start) / 60:.1f} |", flush=True)
 
 
+def stage_members(args: argparse.Namespace) -> None:
+    """Every distinct member lineage of the search, replayed with the quality stage's setting."""
+    from autodata.schedules import PBAPolicy
+
+    state = torch.load(Path(args.workdir) / "search.pt", weights_only=True)
+    base = base_config(args)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    seen: dict[tuple, int] = {}
+    print(f"| member lineage (same setting as the quality table) | val % in the search | segments | "
+          f"test accuracy % per seed ({args.seeds}) | mean |")
+    print("|---|---|---|---|---|")
+    for i, lineage in enumerate(state["lineage"]):
+        schedule = PiecewiseSchedule.from_per_epoch([PBAPolicy(tuple(p)) for p in lineage], name=f"member_{i}")
+        key = tuple(tuple(p) for p in lineage)
+        segments = "; ".join(f"{s.start}-{s.stop - 1}: {sum(1 for e in s.policy.entries if e[1] > 0)} entries"
+                             for s in schedule.segments)
+        if key in seen:
+            print(f"| member {i} | {state['val_accuracy'][i]:.1f} | {segments} | the same lineage as member {seen[key]} | |")
+            continue
+        seen[key] = i
+        path = Path(args.workdir) / f"member_{i}.json"
+        schedule.save(path)
+        accs = [_train(base.replace(augment="schedule", policy=str(path), seed=s)) for s in seeds]
+        print(f"| member {i} | {state['val_accuracy'][i]:.1f} | {segments} | {', '.join(f'{a:.2f}' for a in accs)} | "
+              f"{statistics.mean(accs):.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=["search", "quality", "lineage", "all"], default="all")
+    parser.add_argument("--stage", choices=["search", "quality", "lineage", "members", "all"], default="all")
     parser.add_argument("--n-train", type=int, default=1500)
     parser.add_argument("--val-per-class", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=30)
@@ -130,6 +162,8 @@ def main() -> None:
         stage_quality(args)
     if args.stage == "lineage":
         stage_lineage(args)
+    if args.stage == "members":
+        stage_members(args)
 
 
 if __name__ == "__main__":

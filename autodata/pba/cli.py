@@ -14,8 +14,8 @@ from typing import Any
 __all__ = ["register", "search_config_from_arguments"]
 
 EXAMPLES = """examples:
-  autodata search schedule --dataset cifar10 --n-train 4000 --val-per-class 50 --model small_cnn \\
-      --epochs 12 --population 8 --out policies/pba_searched_cifar10_small.json
+  autodata search schedule --dataset cifar10 --n-train 1500 --val-per-class 50 --model small_cnn \\
+      --epochs 30 --lr 0.05 --population 8 --out policies/pba_searched_cifar10_small.json
   autodata search schedule --dataset cifar10 --n-train 4000 --val-per-class 732 --model wrn_40_2 --epochs 200 \\
       --lr 0.1 --population 16 --interval 3 --device cuda --out pba_wrn.json   # PBA's reduced CIFAR-10 search
   autodata search schedule --ray --dataset digits --val-per-class 10 --epochs 6 --population 4 --out digits.json
