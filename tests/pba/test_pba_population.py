@@ -155,3 +155,16 @@ def test_auto_picks_grouped_for_small_inputs_on_a_cpu_and_the_loop_for_large() -
     assert isinstance(make_population(_models(), TrainConfig(batch_size=8), "auto", small), GroupedPopulation)
     assert isinstance(make_population(_models(), TrainConfig(batch_size=128), "auto", large), LoopPopulation)
     assert isinstance(make_population(_models(), TrainConfig(), "auto"), LoopPopulation)  # no example: the loop
+
+
+def test_grouped_engine_takes_a_wide_resnet_and_refuses_a_channel_padding_shortcut() -> None:
+    """WRN's layers all group; ResNet-32's option-A shortcut pads channels, which mixes members."""
+    example = (torch.rand(2, 2, 3, 8, 8), torch.zeros(2, dtype=torch.long))
+
+    def members(name: str) -> list[nn.Module]:
+        torch.manual_seed(0)
+        return [create_model(name, in_channels=3, num_classes=K) for _ in range(2)]
+
+    assert isinstance(make_population(members("wrn_40_2"), TrainConfig(), "grouped", example), GroupedPopulation)
+    with pytest.warns(RuntimeWarning, match="cannot be trained by the grouped engine"):
+        assert isinstance(make_population(members("resnet32"), TrainConfig(), "grouped", example), LoopPopulation)
