@@ -19,8 +19,9 @@ Tasks (:data:`KNOWN_ANSWER_TASKS`):
 * ``brightness`` (intensity): darkened to ``0.3 x``; Brightness with the negative sign.
   Kept as a known failure: a BatchNorm model in training mode normalises the scale away
   (a bias-free convolution then BatchNorm gives exactly the same output for ``0.3 x`` as
-  for ``x``), so the validation loss that steers the search cannot see this shift; see
-  BENCHMARKS.md, "Known-answer policy searches".
+  for ``x``), so the validation loss that steers the search cannot see this shift. Searched
+  from a model without BatchNorm, Brightness is found; see BENCHMARKS.md, "Known-answer
+  policy searches".
 
 Example:
     >>> task = KNOWN_ANSWER_TASKS["rotate"]
