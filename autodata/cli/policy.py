@@ -63,15 +63,32 @@ def load_any_policy(spec: str) -> Any:
 
 
 # ------------------------------------------------------------------------------ show
-def _value(name: str, magnitude: float, sampling: str) -> str:
-    """The op's own argument at ``magnitude`` (degrees, bits, ...), readable."""
+def _sign(signed: bool, sign_probability: float) -> tuple[str, str]:
+    """The sign's prefix and, for a learned sign that is neither a fair coin nor sure, its note."""
+    if not signed:
+        return "", ""
+    if sign_probability == 1.0:
+        return "+", ""
+    if sign_probability == 0.0:
+        return "-", ""
+    note = "" if sign_probability == 0.5 else f" (+ with p {sign_probability:.2f})"
+    return "±", note
+
+
+def _value(name: str, magnitude: float, sampling: str, sign_probability: float = 0.5) -> str:
+    """The op's own argument at ``magnitude`` (degrees, bits, ...), readable, with its sign."""
     from autodata.augment import OPS
 
     spec = OPS[name]
     if not spec.uses_magnitude:
         return "-"
     v = spec.low + magnitude * (spec.high - spec.low)
-    sign = "±" if spec.signed else ""
+    sign, note = _sign(spec.signed, sign_probability)
+    return _described(name, v, sign, sampling) + note
+
+
+def _described(name: str, v: float, sign: str, sampling: str) -> str:
+    """The op's argument ``v`` in its own words (degrees, bits, a factor...)."""
     upto = "up to " if sampling == "uniform" else ""
     if name.startswith("Shear"):
         text = f"shear {sign}{v:.2f}"
@@ -113,7 +130,7 @@ def _policy_lines(policy: Any, top: int | None) -> list[str]:
 
                 mag = mag if OPS[op.name].uses_magnitude else "-"
                 lines.append(f"{head}  {op.name:<13} {op.probability:11.2f}  {mag:>9}  "
-                             f"{_value(op.name, op.magnitude, op.magnitude_sampling)}")
+                             f"{_value(op.name, op.magnitude, op.magnitude_sampling, op.sign_probability)}")
     return lines
 
 

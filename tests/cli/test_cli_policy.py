@@ -153,3 +153,15 @@ def test_policy_list_names_every_shipped_file(cli, capsys) -> None:
     assert cli(["policy", "list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in shipped_names()) and "schedule" in out and "rand-m<M>" in out
+
+
+def test_policy_show_prints_a_learned_sign(cli, capsys, tmp_path) -> None:
+    from autodata.augment import OpConfig, Policy, Stage, SubPolicy, save_policy
+
+    ops = (OpConfig("Rotate", 0.9, 2 / 3, sign_probability=0.62), OpConfig("ShearX", 0.5, 0.5, sign_probability=1.0))
+    path = tmp_path / "signed.json"
+    save_policy(Policy("signed", (Stage((SubPolicy(ops),)),)), path)
+    assert cli(["policy", "show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "±20.0 degrees (+ with p 0.62)" in out  # the learned sign, not a fair coin
+    assert "shear +0.15" in out  # a sure sign is shown as the sign itself
