@@ -65,7 +65,7 @@ def _with_structured_noise(config: TrainConfig, rate: float) -> Any:
     return dataclasses.replace(data, train=train, noise=noise, train_loader=loader)
 
 
-def build(base: TrainConfig, kind: str, method: str, before: bool, n_test: int) -> Run:
+def build(base: TrainConfig, kind: str, method: str, before: bool, n_test: int, floor: float | None = None) -> Run:
     """One run of the grid; ``before`` restores the reweighters' behaviour before issue #9's fix."""
     rate = KINDS[kind]
     if kind == "structured":
@@ -77,6 +77,8 @@ def build(base: TrainConfig, kind: str, method: str, before: bool, n_test: int) 
     test = run.data.test.subset(np.arange(n_test or len(run.data.test)))  # a fixed subset of the test set: evaluation is the CPU's cost
     run.data.test_loader = DeviceLoader(test.images, test.labels, base.eval_batch_size, device=torch.device(base.device),
                                         mean=None, std=None, crop_padding=0, flip=False, shuffle=False)
+    if floor is not None and hasattr(run.learner.reweighter, "floor"):
+        run.learner.reweighter.floor = floor
     if before:
         reweighter = run.learner.reweighter
         if hasattr(reweighter, "floor"):
@@ -107,6 +109,7 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=0, help="evaluate on the first this many test images (0: all)")
     parser.add_argument("--margin", type=float, default=5.0, help="points below CE that count as a collapse")
     parser.add_argument("--before", action="store_true", help="the reweighters as before the fix")
+    parser.add_argument("--floor", type=float, default=None, help="MWN's normalisation floor (default: the class's)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -123,7 +126,7 @@ def main() -> None:
                 ce = None
                 for method in methods:
                     t0 = time.perf_counter()
-                    run = build(base.replace(seed=seed, imbalance=imbalance), kind, method, args.before, args.n_test)
+                    run = build(base.replace(seed=seed, imbalance=imbalance), kind, method, args.before, args.n_test, args.floor)
                     losses = [run.train_epoch()["train_loss"] for _ in range(args.epochs)]
                     final = run.evaluate("test")["accuracy"]
                     classes = predicted_classes(run)

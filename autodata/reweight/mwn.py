@@ -4,13 +4,16 @@ Weighting", NeurIPS 2019): a small MLP maps a sample's loss to its weight, ``w_i
 The paper's net is 1-100-1 with a ReLU hidden layer and a sigmoid output (Sec. 3, Fig. 1), and
 its learning rate is 1e-3 with weight decay 1e-4 (the released code uses Adam for ``V``).
 
-Normalisation has a floor (issue #9): a batch's weights are divided by ``max(mean(w), floor)``,
-not by ``mean(w)``. Plain mean-1 normalisation lets a batch the net trusts little (most
-``w ~ 0``) be carried by its few trusted samples at weights up to ``B / k``: with SGD lr 0.05 and
-momentum 0.9 on 60% symmetric noise, steps at normalised weights 2.4-3 (effective sample size
-55 of 128) gave gradient norms of 2-4 against plain training's 0.5-1 and episodes where the
-model forgot within 8 steps (losses back to ``ln K``, meta loss 1.0 -> 1.9). With the floor (0.5:
-the sigmoid's start) no weight exceeds ``1 / floor`` and a distrusted batch takes a smaller step.
+Normalisation may have a floor (``floor``, issue #9): a batch's weights are divided by
+``max(mean(w), floor)`` instead of ``mean(w)``, so that no weight exceeds ``1 / floor`` and a batch
+the net trusts little takes a smaller step instead of being carried by its few trusted samples
+at weights up to ``B / k``. On a BatchNorm-free CNN (SGD lr 0.05, momentum 0.9, 60% symmetric
+noise) steps at normalised weights 2.4-3 (effective sample size 55 of 128) came with episodes
+where the model forgot within 8 steps (losses back to ``ln K``, meta loss 1.0 -> 1.9), and a floor
+of 0.5 removed them in the seed traced (its final accuracy was lower: 75.0% vs 77.9%); but on the digits at 60% symmetric noise (20 epochs, 3 seeds) the floor cost
+accuracy where Meta-Weight-Net helps most (exact: 89.6% without, 87.2% at 0.25, 81.6% at 0.5;
+cross-entropy 59.4%), and no collapse of plain normalisation was seen over 3 seeds x 6 noise
+cells. The default is therefore the released code's plain mean-1 normalisation (``floor=0``).
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ class MetaWeightNet(BaseReweighter):
             of plain training (the sigmoid starts near 0.5, which would otherwise halve it).
         floor: the normalisation divides by ``max(mean(w), floor)``: no weight exceeds
             ``1 / floor`` and a batch whose weights average below ``floor`` takes a
-            proportionally smaller step (0 restores plain mean-1 normalisation).
+            proportionally smaller step (0, the default: plain mean-1 normalisation; see the
+            module docstring for what a floor costs).
         meta_lr: learning rate of this net's meta-optimizer.
         meta_weight_decay: its weight decay.
 
@@ -53,7 +57,7 @@ class MetaWeightNet(BaseReweighter):
         hidden: int = 100,
         *,
         normalize: bool = True,
-        floor: float = 0.5,
+        floor: float = 0.0,
         meta_lr: float = 1e-3,
         meta_weight_decay: float = 1e-4,
     ) -> None:

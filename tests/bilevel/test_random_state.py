@@ -53,7 +53,6 @@ CASES = [(m, "mwn") for m in sorted(HYPERGRADIENTS)] + [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_every_method_leaves_the_loops_own_draws_as_plain_training_draws_them(seed: int) -> None:
     plain = _draws(seed, None, "mwn")

@@ -89,7 +89,7 @@ def test_mwn_floor_bounds_each_weight() -> None:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_mwn_online_on_60_percent_symmetric_noise_does_not_collapse(seed: int) -> None:
     base = TrainConfig(dataset="digits", noise="symmetric", noise_rate=0.6, meta_per_class=10, meta_batch_size=50,
-                       batch_size=32, epochs=4, seed=seed)
+                       batch_size=32, epochs=10, seed=seed)
     final = {}
     for method in ("ce", "mwn-online"):
         run = build_run(TrainConfig.from_method(method, **base.to_dict()))
