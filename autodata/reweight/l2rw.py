@@ -41,9 +41,13 @@ class L2RW(BaseReweighter):
 
     def __init__(self, max_step_ratio: float | None = 1.0) -> None:
         super().__init__()
-        if max_step_ratio is not None and not (max_step_ratio > 0 and math.isfinite(max_step_ratio)):
-            raise ValueError(f"max_step_ratio must be a positive finite number or None, but got {max_step_ratio}.")
-        self.max_step_ratio = max_step_ratio
+        if max_step_ratio is not None and (
+            isinstance(max_step_ratio, bool)
+            or not isinstance(max_step_ratio, (int, float))
+            or not (max_step_ratio > 0 and math.isfinite(max_step_ratio))
+        ):
+            raise ValueError(f"max_step_ratio must be a positive finite number or None, but got {max_step_ratio!r}.")
+        self.max_step_ratio = None if max_step_ratio is None else float(max_step_ratio)
 
     def forward(self, losses: Tensor, targets: Tensor) -> Tensor:
         # Outside a meta step (e.g. with every=k between meta updates) L2RW has no weights of

@@ -37,7 +37,7 @@ class MetaWeightNet(BaseReweighter):
         floor: the normalisation divides by ``max(mean(w), floor)``: no weight exceeds
             ``1 / floor`` and a batch whose weights average below ``floor`` takes a
             proportionally smaller step (0, the default: plain mean-1 normalisation; see the
-            module docstring for what a floor costs).
+            module docstring for what a floor costs). Only with ``normalize=True``.
         meta_lr: learning rate of this net's meta-optimizer.
         meta_weight_decay: its weight decay.
 
@@ -64,8 +64,10 @@ class MetaWeightNet(BaseReweighter):
         super().__init__()
         if hidden < 1:
             raise ValueError(f"hidden must be a positive width, but got {hidden}.")
-        if not 0.0 <= floor <= 1.0:
-            raise ValueError(f"floor must be in [0, 1], but got {floor}.")
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
+            raise ValueError(f"floor must be a number in [0, 1], but got {floor!r}.")
+        if floor > 0 and not normalize:
+            raise ValueError(f"floor must be 0 with normalize=False (it bounds the normalisation), but got {floor!r}.")
         self.net = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
         self.normalize = normalize
         self.floor = float(floor)
