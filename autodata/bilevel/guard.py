@@ -62,7 +62,7 @@ def bound_step(weights: Tensor, losses: Tensor, params: list[Tensor], max_ratio:
 
 @dataclass
 class DivergenceGuard:
-    """Detects a diverging training loss; the learner falls back to uniform weights meanwhile.
+    """Detects a climbing validation loss at the look-ahead; the learner falls back to uniform weights meanwhile.
 
     Args:
         factor: the smoothed loss may reach ``factor`` times its best before the guard acts.
@@ -81,7 +81,8 @@ class DivergenceGuard:
     active: bool = False
 
     def update(self, loss: float) -> bool | None:
-        """Record a real step's unweighted loss; ``True``/``False`` when the state switched, else ``None``."""
+        """Record a meta step's validation loss at the look-ahead; ``True``/``False`` when the state
+        switched, else ``None``."""
         if not math.isfinite(loss):
             return None
         self.ema = loss if self.seen == 0 else self.beta * self.ema + (1 - self.beta) * loss
