@@ -49,7 +49,17 @@ def bound_step(weights: Tensor, losses: Tensor, params: list[Tensor], max_ratio:
 
     Returns:
         The (scaled) weights and the ratio before scaling.
+
+    Raises:
+        ValueError: ``max_ratio`` is not a positive finite number (a reweighter's
+            ``max_step_ratio`` of 0 or below would zero or flip every step).
     """
+    if isinstance(max_ratio, bool) or not isinstance(max_ratio, (int, float)) or not (
+        max_ratio > 0 and math.isfinite(max_ratio)
+    ):
+        raise ValueError(
+            f"max_ratio (a reweighter's max_step_ratio) must be a positive finite number, but got {max_ratio!r}."
+        )
     weighted = torch.autograd.grad((weights * losses).mean(), params, retain_graph=True, allow_unused=True)
     uniform = torch.autograd.grad(losses.mean(), params, retain_graph=True, allow_unused=True)
     norm_w = math.sqrt(sum(float(g.detach().double().pow(2).sum()) for g in weighted if g is not None))

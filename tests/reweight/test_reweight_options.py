@@ -28,3 +28,23 @@ def test_mwn_floor_is_refused_without_normalisation() -> None:
     with pytest.raises(ValueError, match="floor must be 0 with normalize=False"):
         MetaWeightNet(normalize=False, floor=0.5)
     assert MetaWeightNet(normalize=False, floor=0.0).floor == 0.0
+
+
+@pytest.mark.parametrize("bound", [0.0, -1.0, float("nan"), True])
+def test_a_custom_reweighters_bad_step_bound_is_refused_not_applied(bound: object) -> None:
+    """``max_step_ratio`` is a documented class attribute of every reweighter: 0 would zero the
+    real step and a negative one flip it, silently."""
+    import torch
+    from torch import nn
+
+    from autodata import MetaLearner
+    from autodata.reweight import UniformReweighter
+
+    class Bounded(UniformReweighter):
+        max_step_ratio = bound
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    learner = MetaLearner(model, torch.optim.SGD(model.parameters(), lr=0.1), reweighter=Bounded())
+    with pytest.raises(ValueError, match="max_step_ratio\\) must be a positive finite number, but got"):
+        learner.step(torch.randn(8, 4), torch.randint(0, 3, (8,)))
