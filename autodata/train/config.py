@@ -24,7 +24,7 @@ import dataclasses
 import math
 import re
 import typing
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +87,8 @@ def _noise_kinds() -> Collection[str]:
     return ("none", *(k for k in NOISE_KINDS if k != "transition"))
 
 
-def _methods() -> Collection[str]:
+def _methods() -> Mapping[str, Any]:
+    """The hypergradient methods by name (:data:`autodata.bilevel.HYPERGRADIENTS`: name -> class)."""
     from autodata.bilevel import HYPERGRADIENTS
 
     return HYPERGRADIENTS
