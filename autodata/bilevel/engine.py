@@ -401,7 +401,7 @@ class MetaLearner:
             if switched is not None:
                 warnings.warn(
                     f"step {forward.index}: the validation loss at the look-ahead ({self.guard.ema:.3g}, smoothed) "
-                    + (f"climbed past twice its best ({self.guard.best:.3g}): training diverges with the learned "
+                    + (f"climbed past {self.guard.factor:g} times its best ({self.guard.best:.3g}): training diverges with the learned "
                        f"weights; uniform weights until it recovers (lower the meta learning rate or the "
                        f"optimizer's, or pass guard=False)." if switched else
                        "is back near its best: the learned weights are used again."),
