@@ -16,8 +16,8 @@ of ``autodata train`` is accepted, plus:
 
 Usage (the figures in BENCHMARKS.md, "Augmentation policy quality"):
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/augment_quality.py --model resnet20 \\
-        --n-train 2000 --epochs 30 --seeds 0,1 --n-test 5000 --eval-every 10 \\
-        --policies identity,randaugment,trivialaugment,dada_reduced_cifar10 --out /tmp/quality.json
+        --n-train 2000 --epochs 20 --seeds 0,1 --n-test 5000 --eval-every 10 --eval-batch-size 250 \\
+        --policies dada_reduced_cifar10,identity,trivialaugment,randaugment --out quality.json
 """
 from __future__ import annotations
 
