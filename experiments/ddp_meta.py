@@ -83,6 +83,8 @@ def main() -> int:
                           "max_rel_error_vs_one_process": error, "components_moved": moved, "ok": ok}))
     status = torch.tensor([int(ok)])
     dist.broadcast(status, 0)
+    sys.stdout.flush()
+    dist.barrier()  # every rank is done communicating before gloo's threads are torn down
     dist.destroy_process_group()
     return 0 if int(status) else 1
 

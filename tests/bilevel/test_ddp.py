@@ -21,6 +21,10 @@ def test_ranks_stay_bit_identical_and_match_one_process(method: str) -> None:
            str(SCRIPT), "--method", method, "--steps", "3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    if done.returncode != 0 and "terminate called without an active exception" in done.stderr:
+        # gloo's process-group teardown can abort a rank after the run is over and its report
+        # printed (seen once in CI under load); run again rather than fail on the teardown alone
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert done.returncode == 0 and lines, done.stdout[-2000:] + done.stderr[-4000:]
     report = json.loads(lines[-1])
