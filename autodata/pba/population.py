@@ -313,6 +313,7 @@ class GroupedPopulation(StackedPopulation):
         saved = {n: b.clone() for n, b in self.buffers.items()}
         try:
             self.model.train()
+            _dropout_off(self.model)  # random masks differ between the wide model and a member
             train = self._member_logits(self.model(self._wide_input(x)))
             self.model.eval()
             evaluated = self.logits(x[0])
@@ -323,12 +324,21 @@ class GroupedPopulation(StackedPopulation):
             member = copy.deepcopy(member)
             for mode, got, images in (("train", train[i], x[i]), ("eval", evaluated[i], x[0])):
                 member.train(mode == "train")
+                _dropout_off(member)
                 want = member(images)
                 if got.shape != want.shape or not torch.allclose(got, want, atol=1e-4, rtol=1e-3):
                     raise ValueError(
                         f"the grouped model must compute each member's own logits, but member {i} differs in {mode} "
                         f"mode (its forward mixes members' channels?)."
                     )
+
+
+def _dropout_off(model: nn.Module) -> None:
+    """Put every dropout layer in eval mode (BatchNorm keeps its mode): the probe compares
+    deterministic forwards, and dropout acts per element, so it cannot mix members."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            module.eval()
 
 
 class LoopPopulation(BasePopulation):

@@ -1,6 +1,8 @@
 """The grouped, vmap and loop engines agree; exploit copies weights, BatchNorm statistics and momentum."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -168,3 +170,18 @@ def test_grouped_engine_takes_a_wide_resnet_and_refuses_a_channel_padding_shortc
     assert isinstance(make_population(members("wrn_40_2"), TrainConfig(), "grouped", example), GroupedPopulation)
     with pytest.warns(RuntimeWarning, match="cannot be trained by the grouped engine"):
         assert isinstance(make_population(members("resnet32"), TrainConfig(), "grouped", example), LoopPopulation)
+
+
+def test_grouped_engine_takes_a_model_with_dropout() -> None:
+    """Dropout draws its own masks in each forward, so the probe compares with dropout off."""
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, K)) for _ in range(N)]
+    example = (torch.rand(N, 2, 1, 8, 8), torch.zeros(2, dtype=torch.long))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback warning
+        population = make_population(models, TrainConfig(), "grouped", example)
+    assert isinstance(population, GroupedPopulation)
+    population.gradients(*example)  # training draws dropout masks again
+    dropouts = [m for m in population.model.modules() if isinstance(m, nn.Dropout)]
+    assert dropouts and all(m.training for m in dropouts)
