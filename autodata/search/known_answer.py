@@ -66,6 +66,8 @@ class KnownAnswerTask:
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise ValueError(f"op must be one of {sorted(OPS)}, but got {self.op!r}.")
+        if isinstance(self.magnitude, bool) or not isinstance(self.magnitude, (int, float)) or not 0 <= self.magnitude <= 1:
+            raise ValueError(f"magnitude must be a number in [0, 1], but got {self.magnitude!r}.")
         if self.sign not in (1.0, -1.0) or (self.sign < 0 and not OPS[self.op].signed):
             raise ValueError(f"sign must be +1.0, or -1.0 for a signed op, but got {self.sign!r} for {self.op}.")
 
