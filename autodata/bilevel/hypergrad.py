@@ -304,17 +304,23 @@ class FiniteDifference(HypergradientMethod):
     one_sided: bool = False
 
     def __post_init__(self) -> None:
-        if self.radius is None:
-            object.__setattr__(self, "radius", DEFAULT_RADIUS[bool(self.one_sided)])
-        check_radius(self.radius)
         if not isinstance(self.one_sided, bool):
             raise ValueError(f"one_sided must be a bool, but got {self.one_sided!r}.")
+        if self.radius is not None:
+            check_radius(self.radius)
+
+    @property
+    def step_radius(self) -> float:
+        """The radius in use: ``radius``, or the measured default of central or one-sided
+        differences (resolved here, not stored, so ``dataclasses.replace(m, one_sided=True)``
+        takes the one-sided default)."""
+        return DEFAULT_RADIUS[self.one_sided] if self.radius is None else self.radius
 
     def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
         if self.one_sided and problem.loss_change is None:
             raise ValueError("a one-sided difference needs the problem's loss_change (the engine gives it), but got None.")
         names, u, meta_loss = lookahead_direction(problem)
-        return finite_difference(problem, names, u, self.radius, self.one_sided), meta_loss
+        return finite_difference(problem, names, u, self.step_radius, self.one_sided), meta_loss
 
 
 def lookahead_direction(problem: MetaProblem) -> tuple[list[str], list[Tensor], Tensor]:

@@ -341,6 +341,20 @@ def test_bad_fd_radius(radius: float) -> None:
         FiniteDifference(radius=radius)
 
 
+def test_fd_default_radius_follows_the_difference_kind() -> None:
+    """The measured defaults: 1e-3 central, 3e-4 one-sided, also after dataclasses.replace."""
+    import dataclasses
+
+    from autodata.bilevel import FiniteDifference
+    from autodata.bilevel.online import Online
+
+    assert FiniteDifference().step_radius == 1e-3
+    assert FiniteDifference(one_sided=True).step_radius == 3e-4
+    assert dataclasses.replace(FiniteDifference(), one_sided=True).step_radius == 3e-4
+    assert Online(one_sided=True).step_radius == 3e-4
+    assert FiniteDifference(radius=1e-2, one_sided=True).step_radius == 1e-2  # a given radius stays
+
+
 def test_method_objects_and_names() -> None:
     from autodata.bilevel import HYPERGRADIENTS, FiniteDifference, LastLayers
 
