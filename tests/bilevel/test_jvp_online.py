@@ -10,35 +10,13 @@ from autodata import MetaLearner, MetaWeightNet
 from autodata.augment import DifferentiablePolicy
 from autodata.bilevel import FiniteDifference, Online, OnlineForwardMode
 from autodata.testing.hypergradients import numeric_hypergradient
-
-OPTIMIZERS = {
-    "sgd": lambda p: torch.optim.SGD(p, lr=0.3),
-    "sgd-nesterov-wd": lambda p: torch.optim.SGD(p, lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-3),
-    "adam": lambda p: torch.optim.Adam(p, lr=0.05, weight_decay=1e-3),
-    "adam-amsgrad": lambda p: torch.optim.Adam(p, lr=0.05, amsgrad=True),
-    "adamw": lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.05),
-}
-
-
-def _setup(opt_name: str, dropout: float = 0.0):
-    g = torch.Generator().manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Dropout(dropout), nn.Linear(6, 3)
-    ).double()
-    optimizer = OPTIMIZERS[opt_name](model.parameters())
-    x, y = torch.randn(12, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (12,), generator=g)
-    xm, ym = torch.randn(7, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g)
-    for _ in range(2):  # populate the optimizer's state (momentum, moments, step count)
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    return model, optimizer, (x, y, xm, ym)
+from hypergrad_problem import OPTIMIZERS, setup_problem
 
 
 def _update_of_first_step(method, opt_name: str, dropout: float = 0.0) -> list[torch.Tensor]:
     """The meta update that ``method`` derives from the real step 0 (applied at step 1 when delayed)."""
     torch.manual_seed(0)
-    model, optimizer, (x, y, xm, ym) = _setup(opt_name, dropout)
+    model, optimizer, (x, y, xm, ym) = setup_problem(opt_name, dropout)
     mwn = MetaWeightNet(hidden=4).double()
     learner = MetaLearner(model, optimizer, reweighter=mwn, method=method, guard=False,
                           meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
@@ -75,7 +53,7 @@ def test_jvp_online_equals_the_double_backward_of_the_real_step(opt_name: str, d
 @pytest.mark.parametrize("opt_name", ["sgd-nesterov-wd", "adam"])
 def test_jvp_online_matches_numeric_hypergradient(opt_name: str) -> None:
     torch.manual_seed(0)
-    model, optimizer, batch = _setup(opt_name)
+    model, optimizer, batch = setup_problem(opt_name)
     mwn = MetaWeightNet(hidden=4).double()
     expected = numeric_hypergradient(model, optimizer, mwn, batch, [n for n, _ in model.named_parameters()])
     assert _relative_error(_update_of_first_step(OnlineForwardMode(), opt_name), expected) < 1e-6
@@ -86,7 +64,7 @@ def test_jvp_online_matches_numeric_hypergradient(opt_name: str) -> None:
 @pytest.mark.parametrize("opt_name", ["sgd-nesterov-wd", "adamw"])
 def test_finite_differences_match_numeric_hypergradient(method, opt_name: str) -> None:
     torch.manual_seed(0)
-    model, optimizer, batch = _setup(opt_name)
+    model, optimizer, batch = setup_problem(opt_name)
     mwn = MetaWeightNet(hidden=4).double()
     expected = numeric_hypergradient(model, optimizer, mwn, batch, [n for n, _ in model.named_parameters()])
     assert _relative_error(_update_of_first_step(method, opt_name), expected) < 1e-3
