@@ -23,15 +23,8 @@ file               what                                                   when  
 
 :mod:`._figure` holds what they share (a figure on the Agg canvas, atomic PNG saving, heat
 maps); :mod:`.run` holds the registry and the run directory's side (loading a run, the
-``## Plots`` section of ``summary.md``).
-
-Example:
-    >>> import tempfile, pathlib
-    >>> history = [{"epoch": e, "train_loss": 2.0 / e, "test_loss": 2.2 / e, "test_accuracy": 30.0 + 10 * e}
-    ...            for e in range(1, 4)]
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "curves.png"
-    >>> plot_curves(history, path, title="demo") == path and path.stat().st_size > 0
-    True
+``## Plots`` section of ``summary.md``). Each module's docstring has its example
+(:mod:`.curves`: ``plot_curves(history, path)``).
 """
 from __future__ import annotations
 
