@@ -7,13 +7,15 @@ and ``structured`` (40%, each class to a look-alike: for digits 1 <-> 7, 3 <-> 8
 4 <-> 9, 0 -> 6, 2 -> 3; for Fashion-MNIST T-shirt <-> shirt, pullover <-> coat, sandal -> sneaker
 -> ankle boot -> sandal, trouser <-> dress, bag -> T-shirt), each balanced and long-tailed
 (``--imbalance``). The default data are the bundled 8x8 digits (1,437 training and 360 test
-images), the size that lets the grid run on two shared CPU cores. The divergence guard is off, so what is counted is
-the reweighters' own behaviour.
+images), the size that lets the grid run on two shared CPU cores. The divergence guard is off
+(``guard=False``), so what is counted is the reweighters' own behaviour.
 
 A run *collapses* when its model predicts at most 2 classes on the test set at the end, or its
 final test accuracy is more than ``--margin`` points below cross-entropy's of the same seed and
-cell (on the first ``--n-test`` test images, after the last epoch). ``--before`` trains the reweighters as they were before the fix (MWN plain mean-1
-normalisation, ``floor=0``; L2RW's step unbounded) for a before/after table.
+cell (on the first ``--n-test`` test images, after the last epoch). ``--before`` trains the reweighters as they were
+before the fix (MWN plain mean-1 normalisation, ``reweighter_floor=0``; L2RW's step unbounded,
+``reweighter_max_step_ratio=0``) for a before/after table. Every setting is a field of the runs'
+``TrainConfig``, saved with the results.
 
 Usage (the figures in BENCHMARKS.md):
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/noise_study.py \\
@@ -65,25 +67,17 @@ def _with_structured_noise(config: TrainConfig, rate: float) -> Any:
     return dataclasses.replace(data, train=train, noise=noise, train_loader=loader)
 
 
-def build(base: TrainConfig, kind: str, method: str, before: bool, n_test: int, floor: float | None = None) -> Run:
-    """One run of the grid; ``before`` restores the reweighters' behaviour before issue #9's fix."""
+def build(base: TrainConfig, kind: str, method: str, n_test: int) -> Run:
+    """One run of the grid: ``base`` with the noise of ``kind`` and the fields of ``method``."""
     rate = KINDS[kind]
     if kind == "structured":
         config = base.replace(**parse_method(method))
         run = build_run(config, _with_structured_noise(config, rate))
     else:
         run = build_run(base.replace(noise=kind, noise_rate=rate, **parse_method(method)))
-    run.learner.guard = None  # count the reweighters' own collapses
     test = run.data.test.subset(np.arange(n_test or len(run.data.test)))  # a fixed subset of the test set: evaluation is the CPU's cost
     run.data.test_loader = DeviceLoader(test.images, test.labels, base.eval_batch_size, device=torch.device(base.device),
                                         mean=None, std=None, crop_padding=0, flip=False, shuffle=False)
-    if floor is not None and hasattr(run.learner.reweighter, "floor"):
-        run.learner.reweighter.floor = floor
-    if before:
-        reweighter = run.learner.reweighter
-        if hasattr(reweighter, "floor"):
-            reweighter.floor = 0.0
-        reweighter.max_step_ratio = None
     return run
 
 
@@ -109,7 +103,8 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=0, help="evaluate on the first this many test images (0: all)")
     parser.add_argument("--margin", type=float, default=5.0, help="points below CE that count as a collapse")
     parser.add_argument("--before", action="store_true", help="the reweighters as before the fix")
-    parser.add_argument("--floor", type=float, default=None, help="MWN's normalisation floor (default: the class's)")
+    parser.add_argument("--floor", type=float, default=TrainConfig().reweighter_floor,
+                        help="MWN's normalisation floor, TrainConfig.reweighter_floor (default: %(default)s)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -117,7 +112,10 @@ def main() -> None:
     if methods[0] != "ce":
         parser.error("--methods must start with ce (the reference of a collapse)")
     base = TrainConfig(dataset=args.dataset, n_train=args.n_train, epochs=args.epochs, batch_size=args.batch_size,
-                       meta_per_class=args.meta_per_class, meta_batch_size=50)
+                       meta_per_class=args.meta_per_class, meta_batch_size=50, reweighter_floor=args.floor,
+                       guard=False)  # count the reweighters' own collapses
+    if args.before:  # the reweighters before issue #9's fix: plain mean-1 normalisation, L2RW's step unbounded
+        base = base.replace(reweighter_floor=0.0, reweighter_max_step_ratio=0.0)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for imbalance in [float(v) for v in args.imbalance.split(",")]:
@@ -126,7 +124,7 @@ def main() -> None:
                 ce = None
                 for method in methods:
                     t0 = time.perf_counter()
-                    run = build(base.replace(seed=seed, imbalance=imbalance), kind, method, args.before, args.n_test, args.floor)
+                    run = build(base.replace(seed=seed, imbalance=imbalance), kind, method, args.n_test)
                     losses = [run.train_epoch()["train_loss"] for _ in range(args.epochs)]
                     final = run.evaluate("test")["accuracy"]
                     classes = predicted_classes(run)

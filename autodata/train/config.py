@@ -160,10 +160,18 @@ class TrainConfig(JsonConfig):
     reweighter: str = _f("none", "sample reweighter", choices=_reweighters)
     reweighter_hidden: int = _f(100, "hidden width of Meta-Weight-Net", _at_least_one)
     reweighter_lr: float = _f(1e-3, "meta learning rate of Meta-Weight-Net", _positive)
+    reweighter_floor: float = _f(
+        0.0, "Meta-Weight-Net's normalisation floor: weights are divided by max(mean, floor), none above 1/floor "
+             "(0: plain mean-1 normalisation)", _unit)
+    reweighter_max_step_ratio: float = _f(
+        1.0, "L2RW's bound on the real step, in multiples of plain training's step on the last layer (0: unbounded)",
+        _non_negative)
     # --- the bilevel step
     method: str = _f("exact", "hypergradient method", choices=_methods)
     every: int = _f(1, "update the learned parts every this many steps", _at_least_one)
     meta_batch_size: int = _f(100, "meta (clean validation) batch size", _at_least_one)
+    guard: bool = _f(True, "divergence guard of a learned reweighter: when the validation loss at the look-ahead "
+                           "climbs past twice its best, warn and train with uniform weights until it is back")
     # --- runtime
     device: str = _f("cpu", "device", _device)
     precision: str = _f("fp32", "precision of the forward passes", choices=PRECISIONS)

@@ -126,7 +126,10 @@ def _build_reweighter(config: TrainConfig) -> nn.Module | None:
     from autodata.reweight import REWEIGHTERS
 
     cls = REWEIGHTERS[config.reweighter]
-    options = {"mwn": dict(hidden=config.reweighter_hidden, meta_lr=config.reweighter_lr)}.get(config.reweighter, {})
+    options = {
+        "mwn": dict(hidden=config.reweighter_hidden, meta_lr=config.reweighter_lr, floor=config.reweighter_floor),
+        "l2rw": dict(max_step_ratio=config.reweighter_max_step_ratio or None),  # 0: unbounded
+    }.get(config.reweighter, {})  # a reweighter without options of its own builds with none
     with torch.random.fork_rng(devices=[]):  # initialisation from the run's seed, not the caller's state
         torch.manual_seed(derive_seed(config.seed, "reweighter"))
         reweighter = cls(**options)
@@ -150,7 +153,7 @@ def build_run(config: TrainConfig, data: RunData | None = None) -> Run:
     scheduler = _build_scheduler(config, optimizer)
     learner = MetaLearner(
         model, optimizer, reweighter=_build_reweighter(config), augment=augment,
-        meta_data=data.meta_loader, method=config.method, every=config.every,
+        meta_data=data.meta_loader, method=config.method, every=config.every, guard=config.guard,
         seed=derive_seed(config.seed, "augment"),
     )
     return Run(config, data, model, optimizer, scheduler, learner, schedule=source if config.augment == "schedule" else None)
@@ -379,7 +382,9 @@ class Run:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"{source} has checkpoint version {state.get('version')!r}; this autodata reads version {STATE_VERSION}.")
         mine = self.config.to_dict()
-        differing = sorted(k for k in set(mine) | set(state["config"]) if mine.get(k) != state["config"].get(k))
+        # a field added since the checkpoint was saved had its default then (as when a config.json is loaded)
+        theirs = {**TrainConfig().to_dict(), **state["config"]}
+        differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if differing:
             raise ValueError(
                 f"{source} was saved by a run with another config (fields {differing} differ); "

@@ -16,6 +16,8 @@ EXAMPLES = [
     TrainConfig(reweighter="mwn", meta_per_class=10, method="last", every=2, noise="pairflip", noise_rate=0.4),
     TrainConfig(augment="learned", policy_ops=("Rotate", "Invert"), meta_per_class=5, policy_lr=1e-2),
     TrainConfig(augment="policy", policy="policies/crop_flip.json", data_root="/data", precision="bf16"),
+    TrainConfig(reweighter="mwn", meta_per_class=2, reweighter_floor=0.25, guard=False),
+    TrainConfig(reweighter="l2rw", meta_per_class=2, reweighter_max_step_ratio=0.0),
 ]
 
 
@@ -56,6 +58,11 @@ def test_json_round_trip_is_exact(config: TrainConfig, tmp_path) -> None:
         ({"lr": 10**400}, "lr must be a finite number, but got an integer too large for a float."),
         ({"policy_ops": "Rotate"}, "policy_ops must be a list of strings"),
         ({"model": None}, "model must be a string, but got None."),
+        ({"reweighter_floor": 1.5}, "reweighter_floor must be in [0, 1], but got 1.5."),
+        ({"reweighter_floor": -0.1}, "reweighter_floor must be in [0, 1], but got -0.1."),
+        ({"reweighter_max_step_ratio": -1.0}, "reweighter_max_step_ratio must be a non-negative finite number, but got -1.0."),
+        ({"reweighter_max_step_ratio": None}, "reweighter_max_step_ratio must be a number, but got None."),
+        ({"guard": "no"}, "guard must be true or false, but got 'no'"),
     ],
 )
 def test_bad_fields_fail_when_built_with_the_field_named(fields: dict, message: str) -> None:
@@ -123,6 +130,30 @@ def test_method_strings_become_fields(text: str, fields: dict) -> None:
 def test_bad_method_strings_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="method string"):
         parse_method(text)
+
+
+def test_reweighter_option_defaults_are_the_classes_defaults() -> None:
+    import inspect
+
+    from autodata.bilevel import MetaLearner
+    from autodata.reweight import L2RW, MetaWeightNet
+
+    def default(fn, name):
+        return inspect.signature(fn).parameters[name].default
+
+    config = TrainConfig()
+    assert config.reweighter_floor == default(MetaWeightNet, "floor")
+    assert config.reweighter_max_step_ratio == default(L2RW, "max_step_ratio")
+    assert config.guard is default(MetaLearner, "guard")
+    assert config.reweighter_hidden == default(MetaWeightNet, "hidden") and config.reweighter_lr == default(MetaWeightNet, "meta_lr")
+
+
+def test_a_config_saved_before_a_field_existed_loads_with_its_default(tmp_path) -> None:
+    fields = TrainConfig(reweighter="mwn", meta_per_class=2).to_dict()
+    for name in ("reweighter_floor", "reweighter_max_step_ratio", "guard"):
+        del fields[name]
+    (tmp_path / "config.json").write_text(json.dumps(fields))
+    assert TrainConfig.load(tmp_path / "config.json") == TrainConfig(reweighter="mwn", meta_per_class=2)
 
 
 def test_replace_validates_again() -> None:

@@ -126,6 +126,37 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path) -> None:
         other.load_state_dict({"model": {}}, "last.pt")
 
 
+def test_a_checkpoint_saved_before_a_field_existed_resumes_with_its_default(tmp_path) -> None:
+    run = build_run(TrainConfig(**{**BASE, "epochs": 1}))
+    state = run.state_dict()
+    for name in ("reweighter_floor", "reweighter_max_step_ratio", "guard"):  # fields added later
+        del state["config"][name]
+    build_run(TrainConfig(**{**BASE, "epochs": 1})).load_state_dict(state, "old.pt")
+    unguarded = build_run(TrainConfig(**{**BASE, "epochs": 1, "guard": False}))
+    with pytest.raises(ValueError, match=r"another config \(fields \['guard'\] differ\)"):
+        unguarded.load_state_dict(state, "old.pt")
+
+
+def test_the_reweighter_and_the_guard_are_built_as_the_config_says() -> None:
+    from autodata.reweight import L2RW, MetaWeightNet
+
+    mwn = build_run(TrainConfig(**{**BASE, "reweighter": "mwn", "reweighter_floor": 1.0, "guard": False}))
+    assert isinstance(mwn.learner.reweighter, MetaWeightNet) and mwn.learner.reweighter.floor == 1.0
+    assert mwn.learner.guard is None
+    losses, targets = torch.linspace(0.1, 3.0, 16), torch.zeros(16, dtype=torch.long)
+    with torch.no_grad():
+        weights = mwn.learner.reweighter(losses, targets)
+        raw = torch.sigmoid(mwn.learner.reweighter.net(losses.unsqueeze(1))).squeeze(1)  # (B,)
+    torch.testing.assert_close(weights, raw)  # floor 1: the sigmoids' mean is below 1, so no rescaling
+    plain = build_run(TrainConfig(**{**BASE, "reweighter": "mwn"}))
+    assert plain.learner.reweighter.floor == 0.0 and plain.learner.guard is not None
+
+    bounded = build_run(TrainConfig(**{**BASE, "reweighter": "l2rw", "reweighter_max_step_ratio": 2.5}))
+    assert isinstance(bounded.learner.reweighter, L2RW) and bounded.learner.reweighter.max_step_ratio == 2.5
+    unbounded = build_run(TrainConfig(**{**BASE, "reweighter": "l2rw", "reweighter_max_step_ratio": 0.0}))
+    assert unbounded.learner.reweighter.max_step_ratio is None
+
+
 def test_a_bad_policy_file_fails_before_any_data_is_read(tmp_path, monkeypatch) -> None:
     import autodata.train.run as run_module
 
