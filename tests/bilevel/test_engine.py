@@ -36,22 +36,36 @@ def _trained(opt_factory):
     return model, optimizer
 
 
+class TaggedSGD(torch.optim.SGD):
+    """A user's optimizer subclass that does not override ``step``: its update is SGD's."""
+
+    def __init__(self, params, **kw) -> None:
+        super().__init__(params, **kw)
+        self.tag = "mine"
+
+
 @pytest.mark.parametrize(
-    "opt_factory",
+    "opt_factory, max_grad_norm",
     [
-        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
-        lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-3, amsgrad=True),
-        lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-2),
+        (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3), None),
+        (lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-3, amsgrad=True), None),
+        (lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-2), None),
+        (lambda p: torch.optim.SGD(p, lr=0.2, momentum=0.9, nesterov=True), 0.05),
+        (lambda p: TaggedSGD(p, lr=0.1, momentum=0.9), None),
     ],
-    ids=["sgd", "adam", "adamw"],
+    ids=["sgd", "adam", "adamw", "sgd-clipped", "sgd-subclass"],
 )
-def test_virtual_step_reproduces_real_optimizer(opt_factory) -> None:
+def test_virtual_step_reproduces_real_optimizer(opt_factory, max_grad_norm: float | None) -> None:
+    """The look-ahead is the loop's real step: ``clip_grad_norm_`` (when given), then ``optimizer.step()``."""
     model, optimizer = _trained(opt_factory)
     x, y = _batch(seed=1)
     optimizer.zero_grad()
     F.cross_entropy(model(x), y).backward()
     params = dict(model.named_parameters())
-    predicted = VirtualStep(optimizer, params)({n: p.grad for n, p in params.items()})
+    predicted = VirtualStep(optimizer, params, max_grad_norm=max_grad_norm)({n: p.grad for n, p in params.items()})
+    if max_grad_norm is not None:
+        norm = nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        assert norm > max_grad_norm  # the clipping binds, so the case tests it
     optimizer.step()
     for n, p in params.items():
         torch.testing.assert_close(predicted[n], p.detach(), rtol=1e-5, atol=1e-6)
@@ -142,6 +156,18 @@ def test_unsupported_optimizer_lists_the_supported_ones() -> None:
         MetaLearner(model, torch.optim.RMSprop(model.parameters()), reweighter=MetaWeightNet())
     for name in SUPPORTED_OPTIMIZERS:
         assert name in str(info.value)
+
+
+def test_optimizer_subclass_is_accepted_unless_it_overrides_step() -> None:
+    # one that does not is SGD (its look-ahead: test_virtual_step_reproduces_real_optimizer[sgd-subclass])
+    class Own(torch.optim.SGD):
+        def step(self, closure=None):
+            return super().step(closure)
+
+    model = _model()
+    MetaLearner(model, TaggedSGD(model.parameters(), lr=0.1), reweighter=MetaWeightNet()).close()
+    with pytest.raises(ValueError, match=r"subclasses that do not override step\), but got Own \(it overrides step\)"):
+        MetaLearner(model, Own(model.parameters(), lr=0.1))
 
 
 def test_model_without_trainable_parameters() -> None:

@@ -1,4 +1,8 @@
-"""The user's real loop: accumulation, clipping, torch.compile, dict inputs, optimizer subclasses."""
+"""The user's real loop: accumulation, clipping, torch.compile, dict inputs.
+
+That the look-ahead is the real step, clipped or not and for optimizer subclasses, is tested in
+test_engine.py (test_virtual_step_reproduces_real_optimizer).
+"""
 from __future__ import annotations
 
 import copy
@@ -9,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from autodata import MetaLearner, MetaWeightNet
-from autodata.bilevel import VirtualStep
 
 
 def _mlp() -> nn.Module:
@@ -82,26 +85,17 @@ def test_second_order_methods_refuse_accumulation_and_unannounced_accumulation_w
         learner.step(x, y, x, y)
 
 
-@pytest.mark.parametrize("method", ["exact", "jvp"])
-def test_clipped_lookahead_is_the_clipped_real_step(method: str) -> None:
-    model = _mlp()
-    optimizer = SGD(model.parameters())
-    x, y = _data()
-    _warm(model, optimizer, x, y)
-    optimizer.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    params = dict(model.named_parameters())
-    predicted = VirtualStep(optimizer, params, max_grad_norm=0.05)({n: p.grad for n, p in params.items()})
-    nn.utils.clip_grad_norm_(model.parameters(), 0.05)
-    optimizer.step()
-    for n, p in params.items():
-        torch.testing.assert_close(predicted[n], p.detach())
-    # the clipped look-ahead's hypergradient: jvp and exact agree
-    clipped = {m: _update(m, SGD, 1, max_grad_norm=0.05) for m in ("exact", method)}
-    for a, b in zip(clipped["exact"], clipped[method]):
+def test_clipped_lookahead_hypergradients_agree() -> None:
+    # that the clipped look-ahead is the clipped real step: test_engine.py's
+    # test_virtual_step_reproduces_real_optimizer[sgd-clipped]
+    clipped = {m: _update(m, SGD, 1, max_grad_norm=0.05) for m in ("exact", "jvp")}
+    unclipped = _update("exact", SGD, 1)
+    for a, b in zip(clipped["exact"], clipped["jvp"]):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-12)
+    assert any(not torch.allclose(a, b) for a, b in zip(clipped["exact"], unclipped))  # the clipping changes the update
+    model = _mlp()
     with pytest.raises(ValueError, match="with max_grad_norm use 'jvp'"):
-        MetaLearner(model, optimizer, reweighter=_mwn(), method="online", max_grad_norm=1.0)
+        MetaLearner(model, SGD(model.parameters()), reweighter=_mwn(), method="online", max_grad_norm=1.0)
 
 
 class _DictModel(nn.Module):
@@ -132,31 +126,6 @@ def test_dict_batches_through_an_inputs_adapter(method: str) -> None:
     learner.close()
     with pytest.raises(ValueError, match=r"every input tensor of the training batch must have 8 samples"):
         learner.step({"image": batch["image"], "extra": batch["extra"][:3]}, y)
-
-
-def test_optimizer_subclass_without_its_own_step_is_accepted_and_one_with_is_refused() -> None:
-    class Tagged(torch.optim.SGD):
-        def __init__(self, params, **kw):
-            super().__init__(params, **kw)
-            self.tag = "mine"
-
-    class Own(torch.optim.SGD):
-        def step(self, closure=None):
-            return super().step(closure)
-
-    model = _mlp()
-    optimizer = Tagged(model.parameters(), lr=0.1, momentum=0.9)
-    x, y = _data()
-    _warm(model, optimizer, x, y)
-    optimizer.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    params = dict(model.named_parameters())
-    predicted = VirtualStep(optimizer, params)({n: p.grad for n, p in params.items()})
-    optimizer.step()
-    for n, p in params.items():
-        torch.testing.assert_close(predicted[n], p.detach())
-    with pytest.raises(ValueError, match=r"subclasses that do not override step\), but got Own \(it overrides step\)"):
-        MetaLearner(model, Own(model.parameters(), lr=0.1))
 
 
 @pytest.mark.slow
