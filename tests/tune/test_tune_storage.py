@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 
 import optuna
@@ -72,8 +73,6 @@ def test_a_journal_trial_without_heartbeat_for_the_grace_period_is_stale(tmp_pat
     storage.record_heartbeat(trial._trial_id)
     assert storage._get_stale_trial_ids(study._study_id) == []
     old = time.time() - 5
-    import os
-
     os.utime(storage.heartbeat_dir / str(trial._trial_id), (old, old))
     assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
 
@@ -85,6 +84,30 @@ def _hammer(path: str, n: int) -> None:
 
 
 @pytest.mark.slow
+def test_optuna_runs_the_journal_heartbeat(tmp_path):
+    """Optuna's own loop beats and fails stale trials of the journal through its private heartbeat
+    protocol (autodata.tune._journal._optuna_heartbeat_base): this fails loudly if Optuna moves it."""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    from autodata.tune._journal import _optuna_heartbeat_base
+
+    assert _optuna_heartbeat_base() is BaseHeartbeat
+    stale = []
+    storage = HeartbeatJournalStorage(tmp_path / "j", heartbeat_interval=1, grace_period=2,
+                                      stale_trial_callback=lambda study, trial: stale.append(trial.number))
+    assert is_heartbeat_enabled(storage)
+    study = optuna.create_study(storage=storage)
+    killed = storage.create_new_trial(study._study_id)  # RUNNING, as a killed worker leaves it
+    storage.record_heartbeat(killed)
+    old = time.time() - 5
+    os.utime(storage.heartbeat_dir / str(killed), (old, old))
+    study.optimize(lambda trial: 1.0, n_trials=1)
+    first, second = study.trials
+    assert first.state == optuna.trial.TrialState.FAIL and stale == [0]
+    assert second.state == optuna.trial.TrialState.COMPLETE
+    assert (storage.heartbeat_dir / str(second._trial_id)).is_file()  # the loop's heartbeat thread beat
+
+
 def test_four_processes_share_the_journal_without_lock_errors(tmp_path):
     path = str(tmp_path / "study.journal")
     optuna.create_study(study_name="hammer", storage=open_storage(path))
