@@ -1,24 +1,32 @@
 """A small PBA search on the CPU, then the quality of what it found against the usual baselines.
 
-Stage ``search``: PBA (population, interval 3, truncation 25%) on a seeded CIFAR-10 subset
-with the small CNN; prints the cost (wall time, images/s), the best member's lineage (one line
-per segment) and writes the schedule.
+Stage ``search``: PBA (population, interval 3, truncation 25%) on a seeded subset of CIFAR-10
+(default) or Fashion-MNIST (``--dataset fashion_mnist``) with the small CNN; prints the cost
+(wall time, images/s), the best member's lineage (one line per segment) and writes the schedule.
 Stage ``quality``: the same model, data, epochs and seeds trained with
-  - crop/flip only (the loader's pad-4 crop and flip),
+  - crop/flip only (the loader's crop, padded by image size // 8 pixels: 4 on CIFAR's 32 px,
+    3 on Fashion-MNIST's 28 px, as PBA's own crop in the replays, and flip),
   - TrivialAugment (policies/trivialaugment.json on top of crop/flip),
   - PBA's published CIFAR-10 schedule (policies/pba_rcifar10_200.json, stretched),
   - the searched schedule (stretched to the epochs),
   - the best constant policy of the same search: the policy the best member (the one whose
     lineage is the schedule) trained with in the search's last epoch, i.e. the schedule's last
     segment, held constant for all epochs;
-PBA schedules bring their own crop, flip and Cutout (PBAAugment), so those runs turn the
-loader's off. Test accuracy is measured once, after the last epoch.
+PBA schedules bring their own crop, flip and Cutout (PBAAugment: pad size // 8, Cutout size // 2,
+flip always on, also for 1-channel images), so those runs turn the loader's off. Test accuracy
+is measured once, after the last epoch; the table ends with each setting's paired difference
+from the searched schedule (same seeds), and the per-seed figures go to ``<workdir>/quality.json``.
 
 Usage (the figures in the PBA report; the defaults are its setting):
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --stage search
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --stage quality --seeds 0,1
     OMP_NUM_THREADS=1 python experiments/pba_search_cpu.py --stage lineage  # the schedule's segments
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --stage members --seeds 0,1
+
+Fashion-MNIST (the figures of the PBA report's Fashion-MNIST part; ``--out`` defaults to
+policies/pba_searched_fmnist_small.json and ``--workdir`` to runs/pba_search_cpu_fashion_mnist):
+    OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --dataset fashion_mnist \
+        --n-train 4000 --val-per-class 100 --epochs 30 --population 8 --interval 3 --engine loop --stage search
 
 Stage ``members`` replays every member's lineage (from the search's checkpoint), one row per
 distinct lineage, with the member's last validation accuracy: do the members that were
@@ -30,10 +38,12 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from autodata._io import write_json_atomic
 from autodata.pba import PBASearchConfig, search_schedule
 from autodata.schedules import PiecewiseSchedule, Segment
 from autodata.train import TrainConfig, build_run
@@ -42,9 +52,58 @@ ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
 
 
+@dataclass(frozen=True)
+class DatasetSetting:
+    """What the script needs to know of a dataset before reading it.
+
+    Attributes:
+        image_size: the images' side in pixels (the crop pads ``image_size // 8``, as PBA's
+            replay does).
+        out: the searched schedule's default file.
+    """
+
+    image_size: int
+    out: Path
+
+    @property
+    def crop_padding(self) -> int:
+        return max(1, self.image_size // 8)
+
+
+DATASETS: dict[str, DatasetSetting] = {
+    "cifar10": DatasetSetting(32, POLICIES / "pba_searched_cifar10_small.json"),
+    "fashion_mnist": DatasetSetting(28, POLICIES / "pba_searched_fmnist_small.json"),
+}
+
+
 def base_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(dataset="cifar10", n_train=args.n_train, val_per_class=args.val_per_class, model="small_cnn",
+    return TrainConfig(dataset=args.dataset, n_train=args.n_train, val_per_class=args.val_per_class, model="small_cnn",
                        epochs=args.epochs, batch_size=128, lr=args.lr, seed=0)
+
+
+def paired_differences(accs: dict[str, list[float]], reference: str) -> dict[str, tuple[list[float], float]]:
+    """Each setting's per-seed difference ``reference - setting`` (points) and its mean.
+
+    Args:
+        accs: test accuracies per setting, one per seed, the seeds in the same order everywhere.
+        reference: the setting the others are compared with.
+
+    Example:
+        >>> paired_differences({"a": [50.0, 52.0], "b": [49.0, 53.0]}, "a")
+        {'b': ([1.0, -1.0], 0.0)}
+    """
+    if reference not in accs:
+        raise ValueError(f"reference must be one of {sorted(accs)}, but got {reference!r}.")
+    ref = accs[reference]
+    out: dict[str, tuple[list[float], float]] = {}
+    for name, values in accs.items():
+        if name == reference:
+            continue
+        if len(values) != len(ref):
+            raise ValueError(f"every setting must have one accuracy per seed ({len(ref)}), but got {len(values)} for {name!r}.")
+        diffs = [r - v for r, v in zip(ref, values)]
+        out[name] = (diffs, statistics.mean(diffs))
+    return out
 
 
 def stage_search(args: argparse.Namespace) -> None:
@@ -61,7 +120,7 @@ def stage_search(args: argparse.Namespace) -> None:
     images = config.population * len(result.history) * (args.n_train - 10 * args.val_per_class)
     print(f"| search | population | epochs | images trained | wall | img/s | best val | segments |")
     print(f"|---|---|---|---|---|---|---|---|")
-    print(f"| cifar10 {args.n_train} small_cnn | {config.population} | {args.epochs} | {images} | {seconds / 60:.1f} min | "
+    print(f"| {args.dataset} {args.n_train} small_cnn | {config.population} | {args.epochs} | {images} | {seconds / 60:.1f} min | "
           f"{images / seconds:.0f} | {result.val_accuracy[result.best]:.1f}% | {len(result.schedule.segments)} |")
     print(f"schedule -> {args.out}")
     stage_lineage(args)
@@ -93,7 +152,7 @@ def stage_quality(args: argparse.Namespace) -> None:
         os.makedirs(args.workdir, exist_ok=True)
         PiecewiseSchedule([Segment(0, searched.num_epochs, searched.segments[-1].policy)], name="pba_searched_constant",
                           description=f"the final policy of {args.out}, held constant").save(constant_path)
-    crop_flip = dict(crop_padding=4, flip=True)
+    crop_flip = dict(crop_padding=DATASETS[args.dataset].crop_padding, flip=True)
     settings = {
         "crop/flip only": base.replace(**crop_flip),
         "TrivialAugment": base.replace(**crop_flip, augment="policy", policy=str(POLICIES / "trivialaugment.json")),
@@ -103,14 +162,22 @@ def stage_quality(args: argparse.Namespace) -> None:
     }
     only = only or list(settings)
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"| augmentation (cifar10 n_train={args.n_train}, val_per_class={args.val_per_class}, small_cnn, "
+    print(f"| augmentation ({args.dataset} n_train={args.n_train}, val_per_class={args.val_per_class}, small_cnn, "
           f"{args.epochs} epochs, lr {args.lr}) | test accuracy % per seed ({args.seeds}) | mean | minutes |")
     print("|---|---|---|---|")
+    accs: dict[str, list[float]] = {}
     for name in only:
         start = time.perf_counter()
-        accs = [_train(settings[name].replace(seed=s)) for s in seeds]
-        print(f"| {name} | {', '.join(f'{a:.2f}' for a in accs)} | {statistics.mean(accs):.2f} | "
+        accs[name] = [_train(settings[name].replace(seed=s)) for s in seeds]
+        print(f"| {name} | {', '.join(f'{a:.2f}' for a in accs[name])} | {statistics.mean(accs[name]):.2f} | "
               f"{(time.perf_counter() - start) / 60:.1f} |", flush=True)
+    os.makedirs(args.workdir, exist_ok=True)
+    write_json_atomic(Path(args.workdir) / "quality.json", {"dataset": args.dataset, "seeds": seeds, "test_accuracy": accs})
+    if "searched schedule" in accs and len(accs) > 1:
+        print("\n| searched schedule minus | per seed (points) | mean |")
+        print("|---|---|---|")
+        for name, (diffs, mean) in paired_differences(accs, "searched schedule").items():
+            print(f"| {name} | {', '.join(f'{d:+.2f}' for d in diffs)} | {mean:+.2f} |")
 
 
 def stage_members(args: argparse.Namespace) -> None:
@@ -140,9 +207,10 @@ def stage_members(args: argparse.Namespace) -> None:
               f"{statistics.mean(accs):.2f} |", flush=True)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", choices=["search", "quality", "lineage", "members", "all"], default="all")
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10")
     parser.add_argument("--n-train", type=int, default=1500)
     parser.add_argument("--val-per-class", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=30)
@@ -152,9 +220,24 @@ def main() -> None:
     parser.add_argument("--engine", default="auto")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--only", default="", help="comma-separated setting names of the quality stage")
-    parser.add_argument("--out", default=str(POLICIES / "pba_searched_cifar10_small.json"))
-    parser.add_argument("--workdir", default=os.path.join("runs", "pba_search_cpu"))
-    args = parser.parse_args()
+    parser.add_argument("--out", default=None, help="the schedule file (default: the dataset's, see DATASETS)")
+    parser.add_argument("--workdir", default=None, help="default runs/pba_search_cpu (cifar10), runs/pba_search_cpu_<dataset>")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with the dataset's defaults filled in for ``--out`` and ``--workdir``."""
+    args = build_parser().parse_args(argv)
+    if args.out is None:
+        args.out = str(DATASETS[args.dataset].out)
+    if args.workdir is None:
+        suffix = "" if args.dataset == "cifar10" else f"_{args.dataset}"
+        args.workdir = os.path.join("runs", f"pba_search_cpu{suffix}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(1)
     if args.stage in ("search", "all"):
         stage_search(args)

@@ -77,16 +77,18 @@ class PopulationAugment:
         fill: the colour of uncovered pixels (the dataset's mean, as a run's replay uses).
         seeds: one generator seed per member.
         device: where the generators draw.
+        pad: the crop's zero padding in pixels (PBA's 4 on 32 px; a run's replay uses size // 8).
+        cutout_size: the final Cutout's side (PBA's 16 on 32 px; a run's replay uses size // 2).
 
     Shape:
         - x: :math:`(B, C, H, W)` in ``[0, 1]``; output: :math:`(N, B, C, H, W)`.
     """
 
     def __init__(self, policies: list[PBAPolicy], fill: tuple[float, ...], seeds: list[int],
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", *, pad: int = 4, cutout_size: int = 16) -> None:
         if len(policies) != len(seeds):
             raise ValueError(f"policies and seeds must have one entry per member, but got {len(policies)} and {len(seeds)}.")
-        self.augments = [PBAAugment(p, fill=fill).to(device) for p in policies]
+        self.augments = [PBAAugment(p, fill=fill, pad=pad, cutout_size=cutout_size).to(device) for p in policies]
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
 
     @property
@@ -169,7 +171,9 @@ class PBASearch:
         example = (x[:2].unsqueeze(0).expand(n, -1, -1, -1, -1).contiguous(), y[:2])
         self.population: BasePopulation = make_population(_build_members(config, self.data), train, config.engine, example)
         seeds = [derive_seed(train.seed, f"pba_augment_{i}") for i in range(n)]
-        self.augment = PopulationAugment([PBAPolicy.zeros()] * n, self.data.normalization.mean, seeds, self.device)
+        size = int(self.data.train.images.shape[-1])  # crop pad and Cutout scaled as a run's replay scales them
+        self.augment = PopulationAugment([PBAPolicy.zeros()] * n, self.data.normalization.mean, seeds, self.device,
+                                         pad=max(1, size // 8), cutout_size=max(1, size // 2))
         self.generator = torch.Generator().manual_seed(derive_seed(train.seed, "pba_search"))  # exploit, explore
         self.epoch = 0
         self.lineage: list[list[PBAPolicy]] = [[] for _ in range(n)]
