@@ -26,9 +26,15 @@ import torch
 
 from autodata.models import create_model, with_normalization
 from autodata.pba import PopulationAugment
+from autodata.pba.grouped import pool_before_relu
 from autodata.pba.population import ENGINE_CLASSES, GroupedPopulation, LoopPopulation
 from autodata.schedules import PBAPolicy
 from autodata.train import TrainConfig
+
+
+def _loop_pool_first(models: list[torch.nn.Module], config: TrainConfig) -> LoopPopulation:
+    """The loop on members rewritten as the grouped engine rewrites its wide models."""
+    return LoopPopulation([pool_before_relu(m) for m in models], config)
 
 
 ENGINES = {
@@ -36,7 +42,20 @@ ENGINES = {
     # the layout ablation: the engines as they ran before channels-last (NCHW throughout)
     "loop_nchw": functools.partial(LoopPopulation, channels_last=False),
     "grouped_nchw": functools.partial(GroupedPopulation, channels_last=False),
+    # the grouped engine as it was before chunks and the pool-first rewrite: all members in one wide model
+    "grouped_one": functools.partial(GroupedPopulation, members_per_model=1 << 30, pool_first=False),
+    # what the pool-first rewrite alone gives the loop (not a population win)
+    "loop_pool_first": _loop_pool_first,
 }
+"""Engine name -> constructor ``(models, config)``; ``grouped:M`` is the grouped engine with at
+most M members per wide model."""
+
+
+def _engine(name: str):
+    base, _, m = name.partition(":")
+    if m:
+        return functools.partial(ENGINES[base], members_per_model=int(m))
+    return ENGINES[name]
 
 
 def _sync(device: torch.device) -> None:
@@ -84,7 +103,7 @@ def main() -> None:
         return [with_normalization(create_model(args.model, in_channels=c, num_classes=10), (0.5,) * c, (0.25,) * c).to(device)
                 for _ in range(n)]
 
-    pops = {name: ENGINES[name](models(), config) for name in engines}
+    pops = {name: _engine(name)(models(), config) for name in engines}
     for pop in pops.values():
         pop.step(xs, y, 0.1)  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in engines}

@@ -53,12 +53,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from autodata.pba.grouped import stacked_state, widen
+from autodata.pba.grouped import pool_before_relu, stacked_state, widen
 from autodata.train import TrainConfig
 
 __all__ = [
     "ENGINE_CLASSES", "BasePopulation", "GroupedPopulation", "LoopPopulation", "StackedPopulation", "VmapPopulation",
-    "auto_engine", "make_population", "prefers_channels_last", "sgd_settings", "sgd_update",
+    "GROUPED_CHUNK_ELEMENTS", "GROUPED_MAX_ELEMENTS", "auto_engine", "grouped_chunk_size", "make_population", "prefers_channels_last", "sgd_settings", "sgd_update",
 ]
 
 PopulationState = dict[str, Any]
@@ -261,46 +261,98 @@ class VmapPopulation(StackedPopulation):
 
 
 class GroupedPopulation(StackedPopulation):
-    """All members as one wide model, each layer grouped by member (:mod:`autodata.pba.grouped`).
+    """All members as wide models, each layer grouped by member (:mod:`autodata.pba.grouped`).
 
-    One forward and one backward of plain autograd per step; the CPU's engine. Every layer
-    with tensors must be in :data:`~autodata.pba.grouped.WIDE_LAYERS`, and the model's own
-    ``forward`` must act on channels independently outside those layers (checked by
-    :meth:`probe` against each member).
+    The members are split into consecutive chunks of at most ``members_per_model``, each chunk
+    one wide model over views of the stacked tensors (so one SGD update still covers them
+    all); per chunk, one forward and one backward of plain autograd per step. Grouping saves
+    per-op overhead, but makes every activation as many times larger as there are members in
+    the wide model, and a CPU's caches then lose more than the overhead saves: chunks keep the
+    activations in cache (:func:`grouped_chunk_size`). ``max_pool2d(relu(x))`` runs as
+    ``relu(max_pool2d(x))`` (:func:`~autodata.pba.grouped.pool_before_relu`, exact).
+
+    Every layer with tensors must be in :data:`~autodata.pba.grouped.WIDE_LAYERS`, and the
+    model's own ``forward`` must act on channels independently outside those layers (checked
+    by :meth:`probe` against each member).
 
     Args:
         models: N models of one architecture (their current weights are the start).
         config: the member setup (SGD's momentum, Nesterov and weight decay).
         channels_last: run in channels-last layout; ``None``: :func:`prefers_channels_last`.
+        members_per_model: at most this many members per wide model; ``None``: by the size of
+            each call's images (:func:`grouped_chunk_size`).
+        pool_first: compute ``max_pool2d(relu(x))`` as ``relu(max_pool2d(x))`` (the same values
+            and gradients, less memory traffic).
     """
 
     engine = "grouped"
 
-    def __init__(self, models: list[nn.Module], config: TrainConfig, channels_last: bool | None = None) -> None:
+    def __init__(self, models: list[nn.Module], config: TrainConfig, channels_last: bool | None = None,
+                 members_per_model: int | None = None, pool_first: bool = True) -> None:
         super().__init__(models, config)
-        self.model = widen(models[0], self.size, {**self.params, **self.buffers})
+        if members_per_model is not None and (isinstance(members_per_model, bool) or not isinstance(members_per_model, int)
+                                              or members_per_model < 1):
+            raise ValueError(f"members_per_model must be None or an int >= 1, but got {members_per_model!r}.")
+        self.members_per_model = members_per_model
+        self.pool_first = pool_first
         self.channels_last = prefers_channels_last(models[0]) if channels_last is None else channels_last
+        self._template = copy.deepcopy(models[0]).to("meta")  # structure only
+        self._chunks: dict[tuple[int, int], tuple[nn.Module, list[Tensor]]] = {}
+        self.model = self._chunk(0, self.size)[0]  # all members in one wide model (probe, inspection)
+
+    def _chunk(self, lo: int, hi: int) -> tuple[nn.Module, list[Tensor]]:
+        """Members ``lo .. hi - 1`` as one wide model, and its parameters: leaves that are views of
+        the stacked parameters (the update moves them), in the order of ``self.params``."""
+        if (lo, hi) not in self._chunks:
+            leaves = {n: p.detach()[lo:hi].requires_grad_(True) for n, p in self.params.items()}
+            views = {**leaves, **{n: b[lo:hi] for n, b in self.buffers.items()}}
+            model = widen(self._template, hi - lo, views)
+            model = pool_before_relu(model) if self.pool_first else model
+            self._chunks[lo, hi] = (model, list(leaves.values()))
+        return self._chunks[lo, hi]
+
+    def chunks(self, x: Tensor) -> list[tuple[int, int]]:
+        """The member ranges ``[lo, hi)`` that run as one wide model on images like ``x`` (one
+        member's batch, (B, C, H, W)): consecutive, of near-equal sizes."""
+        m = self.members_per_model or grouped_chunk_size(x.numel(), self.size)
+        k = -(-self.size // min(m, self.size))  # ceil
+        bounds = [round(i * self.size / k) for i in range(k + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
 
     def _wide_input(self, x: Tensor) -> Tensor:
-        n, b = x.shape[:2]
-        return _layout(x.transpose(0, 1).reshape(b, n * x.shape[2], *x.shape[3:]), self.channels_last)  # (B, N * C, ...)
+        """(n, B, C, H, W) -> (B, n * C, H, W), member i's channels in block i, in one copy."""
+        n, b, c = x.shape[:3]
+        if self.channels_last and x.dim() == 5:
+            h, w = x.shape[3:]
+            return x.permute(1, 3, 4, 0, 2).reshape(b, h, w, n * c).permute(0, 3, 1, 2)  # channels-last memory
+        return x.transpose(0, 1).reshape(b, n * c, *x.shape[3:])
 
-    def _member_logits(self, out: Tensor) -> Tensor:
-        return out.view(out.shape[0], self.size, -1).transpose(0, 1)  # (N, B, K)
+    @staticmethod
+    def _member_logits(out: Tensor, n: int) -> Tensor:
+        return out.view(out.shape[0], n, -1).transpose(0, 1)  # (n, B, K)
 
     def gradients(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
-        self.model.train()
-        logits = self._member_logits(self.model(self._wide_input(x)))  # (N, B, K)
-        n, b, k = logits.shape
-        losses = F.cross_entropy(logits.reshape(n * b, k), y.repeat(n), reduction="none").view(n, b).mean(1)  # (N,)
-        grads = torch.autograd.grad(losses.sum(), list(self.params.values()))  # members do not share parameters
-        return list(grads), losses.detach()
+        grads: list[list[Tensor]] = [[] for _ in self.params]
+        losses = []
+        for lo, hi in self.chunks(x[0]):
+            model, leaves = self._chunk(lo, hi)
+            model.train()
+            logits = self._member_logits(model(self._wide_input(x[lo:hi])), hi - lo)  # (n, B, K)
+            n, b, k = logits.shape
+            loss = F.cross_entropy(logits.reshape(n * b, k), y.repeat(n), reduction="none").view(n, b).mean(1)  # (n,)
+            for per_param, g in zip(grads, torch.autograd.grad(loss.sum(), leaves)):  # members share no parameter
+                per_param.append(g)
+            losses.append(loss.detach())
+        return [g[0] if len(g) == 1 else torch.cat(g) for g in grads], torch.cat(losses)
 
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
-        self.model.eval()
-        wide = _layout(x.repeat(1, self.size, *([1] * (x.dim() - 2))), self.channels_last)  # (B, N * C, ...)
-        return self._member_logits(self.model(wide))  # (N, B, K)
+        out = []
+        for lo, hi in self.chunks(x):
+            model = self._chunk(lo, hi)[0].eval()
+            wide = self._wide_input(x.unsqueeze(0).expand(hi - lo, *x.shape))  # (B, n * C, ...)
+            out.append(self._member_logits(model(wide), hi - lo))
+        return torch.cat(out)  # (N, B, K)
 
     @torch.no_grad()
     def probe(self, x: Tensor, y: Tensor, models: list[nn.Module] | None = None) -> None:
@@ -314,9 +366,10 @@ class GroupedPopulation(StackedPopulation):
         try:
             self.model.train()
             _dropout_off(self.model)  # random masks differ between the wide model and a member
-            train = self._member_logits(self.model(self._wide_input(x)))
+            train = self._member_logits(self.model(self._wide_input(x)), self.size)
             self.model.eval()
-            evaluated = self.logits(x[0])
+            wide = self._wide_input(x[0].unsqueeze(0).expand(self.size, *x[0].shape))
+            evaluated = self._member_logits(self.model(wide), self.size)
         finally:
             for n, b in self.buffers.items():
                 b.copy_(saved[n])
@@ -447,6 +500,26 @@ C x H x W) has at most this many numbers. Grouping saves per-op overhead but mak
 activation N times larger, and a CPU's caches then lose more than the overhead saves
 (thread CPU time, population 8, small CNN: grouped/loop 1.43x at 64 x 1x8x8 = 4,096; 0.99x at
 64 x 1x16x16 = 16,384; 0.51x at 128 x 1x28x28; ``experiments/pba_throughput.py``, BENCHMARKS.md)."""
+
+
+GROUPED_CHUNK_ELEMENTS = 16384
+"""The grouped engine puts ``max(1, GROUPED_CHUNK_ELEMENTS // e)`` members in one wide model,
+where ``e`` is one member's input batch (batch size x C x H x W): the wide model's activations
+then stay about as large as one member's at this input size (:func:`grouped_chunk_size`)."""
+
+
+def grouped_chunk_size(elements: int, size: int) -> int:
+    """How many members the grouped engine puts in one wide model.
+
+    Args:
+        elements: the numbers in one member's input batch (batch size x C x H x W).
+        size: N, the number of members.
+
+    Example:
+        >>> grouped_chunk_size(64 * 8 * 8, 8), grouped_chunk_size(64 * 28 * 28, 8)
+        (4, 1)
+    """
+    return max(1, min(size, GROUPED_CHUNK_ELEMENTS // max(elements, 1)))
 
 
 def auto_engine(device: torch.device, config: TrainConfig, example: tuple[Tensor, Tensor] | None) -> str:

@@ -9,6 +9,7 @@ from torch import nn
 
 from autodata.models import create_model, with_normalization
 from autodata.pba import GroupedPopulation, LoopPopulation, VmapPopulation, make_population
+from autodata.pba.population import GROUPED_CHUNK_ELEMENTS, grouped_chunk_size
 from autodata.pba.grouped import stacked_state, widen
 from autodata.train import TrainConfig
 
@@ -185,3 +186,79 @@ def test_grouped_engine_takes_a_model_with_dropout() -> None:
     population.gradients(*example)  # training draws dropout masks again
     dropouts = [m for m in population.model.modules() if isinstance(m, nn.Dropout)]
     assert dropouts and all(m.training for m in dropouts)
+
+
+def test_grouped_engine_in_chunks_agrees_with_the_loop() -> None:
+    """Members split over two wide models (2 + 1) train as the loop does, and share one state."""
+    config = TrainConfig(nesterov=True, weight_decay=5e-4, momentum=0.9)
+    gp, lp = GroupedPopulation(_models(), config, members_per_model=2), LoopPopulation(_models(), config)
+    assert gp.chunks(torch.rand(B, 1, 8, 8)) == [(0, 2), (2, 3)]
+    for x, y in _batches(4):
+        torch.testing.assert_close(gp.step(x, y, 0.1), lp.step(x, y, 0.1), atol=1e-5, rtol=1e-4)
+    a, b = gp.state_dict(), lp.state_dict()
+    for group in ("params", "buffers", "momentum"):
+        for name in a[group]:
+            torch.testing.assert_close(a[group][name].float(), b[group][name].float(), atol=1e-4, rtol=1e-4)
+    assert a["buffers"]["1.bn1.num_batches_tracked"].tolist() == [4] * N
+    x = torch.rand(B, 1, 8, 8)
+    torch.testing.assert_close(gp.logits(x), lp.logits(x), atol=1e-4, rtol=1e-4)
+    gp.copy_member(2, 0)  # across chunks: member 2 (second wide model) takes member 0 (first)
+    torch.testing.assert_close(gp.logits(x)[2], gp.logits(x)[0])
+
+
+@pytest.mark.parametrize("size,per_model,want", [(8, 4, [4, 4]), (8, 3, [3, 2, 3]), (8, 8, [8]), (8, 1, [1] * 8),
+                                                 (3, 5, [3])])
+def test_chunks_cover_the_members_in_near_equal_consecutive_ranges(size: int, per_model: int, want: list[int]) -> None:
+    pop = GroupedPopulation.__new__(GroupedPopulation)
+    pop.size, pop.members_per_model = size, per_model
+    chunks = pop.chunks(torch.zeros(1))
+    assert [hi - lo for lo, hi in chunks] == want
+    assert chunks[0][0] == 0 and chunks[-1][1] == size and all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+
+
+def test_grouped_chunk_size_keeps_a_wide_model_about_one_budget_of_input() -> None:
+    assert grouped_chunk_size(GROUPED_CHUNK_ELEMENTS // 4, 8) == 4
+    assert grouped_chunk_size(GROUPED_CHUNK_ELEMENTS // 4, 3) == 3  # never more than the population
+    assert grouped_chunk_size(GROUPED_CHUNK_ELEMENTS * 10, 8) == 1
+    pop = GroupedPopulation(_models(), TrainConfig())
+    assert pop.chunks(torch.rand(B, 1, 8, 8)) == [(0, N)]  # 1,024 numbers per member
+    assert len(pop.chunks(torch.rand(B, 1, 64, 64))) == N  # 65,536: one member per wide model
+
+
+def _pool_net(relu: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), relu, nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(16, K))
+
+
+def test_pool_before_relu_swaps_the_pair_and_keeps_values_and_gradients() -> None:
+    from autodata.pba.grouped import pool_before_relu
+
+    net = _pool_net(nn.ReLU())
+    fast = pool_before_relu(net)
+    order = [type(m).__name__ for m in fast.children()]
+    assert order.index("MaxPool2d") < order.index("ReLU")
+    x = torch.randn(8, 1, 4, 4)  # many windows with no positive value
+    want = net(x)
+    grads_want = torch.autograd.grad(want.square().sum(), list(net.parameters()))
+    got = fast(x)
+    grads_got = torch.autograd.grad(got.square().sum(), list(fast.parameters()))
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    for g, w in zip(grads_got, grads_want):
+        torch.testing.assert_close(g, w, atol=1e-6, rtol=1e-5)
+    # the small CNN's functional relu -> max_pool2d, as the grouped engine runs it
+    members = _models()
+    params, buffers = stacked_state(members)
+    wide = pool_before_relu(widen(members[0], N, {**params, **buffers})).eval()
+    code = wide.code
+    assert code.index("max_pool2d(") < code.index("relu(")
+    x = torch.rand(4, N, 8, 8)
+    for i, m in enumerate(members):
+        torch.testing.assert_close(wide(x)[:, i * K:(i + 1) * K], m.eval()(x[:, i:i + 1]), atol=1e-5, rtol=1e-4)
+
+
+def test_pool_before_relu_leaves_what_it_cannot_swap() -> None:
+    from autodata.pba.grouped import pool_before_relu
+
+    for net in (_pool_net(nn.ReLU(inplace=True)), _pool_net(nn.Tanh()), _ItemNet()):  # in place, not a ReLU, untraceable
+        assert pool_before_relu(net) is net
