@@ -13,6 +13,8 @@ of the same rounds. Modes:
   approximate, ``last`` looks ahead on the classifier only);
 * ``fd-1sided``, ``online-1sided``: ``fd`` and ``online`` with one-sided differences from the
   real forward's losses (``one_sided=True``);
+* ``jvp-online-torch``: ``jvp-online`` with PyTorch's own forward-AD formulas in the replay
+  (``OnlineForwardMode(rules=False)``), the cost before :mod:`autodata.bilevel.jvp_rules`;
 * ``jvp/k``, ``exact/k``, ``last/k``: the same with a meta update every k steps.
 
 Every round times the same number of steps for every mode, a whole number of every-k periods
@@ -48,7 +50,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from autodata import MetaLearner, MetaWeightNet
-from autodata.bilevel import FiniteDifference, HypergradientMethod, Online
+from autodata.bilevel import FiniteDifference, HypergradientMethod, Online, OnlineForwardMode
 from autodata.models import create_model, small_cnn
 
 
@@ -139,6 +141,7 @@ def modes(k: int, only: str | None = None) -> dict:
         "online": _autodata("online", 1),
         "fd-1sided": _autodata(FiniteDifference(one_sided=True), 1),
         "online-1sided": _autodata(Online(one_sided=True), 1),
+        "jvp-online-torch": _autodata(OnlineForwardMode(rules=False), 1),
         f"jvp/{k}": _autodata("jvp", k),
         f"exact/{k}": _autodata("exact", k),
         f"last/{k}": _autodata("last", k),
@@ -245,11 +248,11 @@ def main() -> None:
     print(f"{args.model}, batch {args.batch_size}, meta batch {args.meta_batch_size}, {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.rounds} rounds x {_period_steps(args)} steps")
-    print(f"{'mode':<14} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}")
+    print(f"{'mode':<17} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}")
     for name, times in per_step.items():
         ratios = [t / p for t, p in zip(times, plain)]
         print(
-            f"{name:<14} {1000 * statistics.median(times):9.1f} {statistics.median(ratios):8.2f} "
+            f"{name:<17} {1000 * statistics.median(times):9.1f} {statistics.median(ratios):8.2f} "
             f"{mem[name]:9.1f} {mem[name] / max(mem['plain'], 1e-9):8.2f}"
         )
 

@@ -9,7 +9,9 @@ parameters that real step produced and its hypergradient, by the finite differen
 forward, updates the components. No extra backward: the cheapest method that sees every
 parameter (Baydin et al. 2018 use the same idea for a learning rate). ``jvp-online``
 (:class:`OnlineForwardMode`) takes the same hypergradient exactly, by the forward-mode pass of
-:class:`~autodata.bilevel.hypergrad.ForwardMode` instead of finite differences.
+:class:`~autodata.bilevel.hypergrad.ForwardMode` instead of finite differences; its replay runs
+under the cheaper forward-mode rules of :mod:`~autodata.bilevel.jvp_rules` (train-mode
+BatchNorm, non-overlapping max-pooling, a first convolution without an input tangent).
 
 Both define the hypergradient of the real step ``t`` just taken: with ``theta_t`` the parameters
 before it, ``g_t(phi) = grad_theta mean(w(l_t; phi) * l_t(theta_t))`` on its recorded batch
@@ -27,13 +29,15 @@ and replayed): a forward whose real step was not taken (unannounced accumulation
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from autodata.bilevel.hypergrad import FiniteDifference, ForwardMode, HypergradientMethod, register
+from autodata.bilevel.hypergrad import FiniteDifference, ForwardMode, HypergradientMethod, MetaProblem, register
+from autodata.bilevel.jvp_rules import ForwardRules
 from autodata.bilevel.replay import RecordedForward
 
 if TYPE_CHECKING:
@@ -81,14 +85,41 @@ class OnlineForwardMode(ForwardMode):
 
     Args:
         radius: finite-difference radius for a learnable augmentation's parameters only.
+        rules: run the replay under :class:`~autodata.bilevel.jvp_rules.ForwardRules` (cheaper
+            forward-mode rules for train-mode BatchNorm, non-overlapping max-pooling and a
+            convolution without an input tangent; equal to PyTorch's formulas to rounding);
+            ``False``: PyTorch's own forward-AD formulas.
     """
 
     name: ClassVar[str] = "jvp-online"
     delayed: ClassVar[bool] = True
+    rules: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.rules, bool):
+            raise ValueError(f"rules must be a bool, but got {self.rules!r}.")
 
     def bind(self, learner: MetaLearner) -> OnlineForwardMode:
         _check_delayed_fits(self, learner)
         return self
+
+    def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
+        if self.rules and problem.train_jvp is not None:
+            problem = replace(problem, train_jvp=_under_rules(problem.train_jvp))
+        return super().__call__(problem)
+
+
+def _under_rules(
+    train_jvp: Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor],
+) -> Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor]:
+    """``train_jvp`` with its forward-mode replay under :class:`~autodata.bilevel.jvp_rules.ForwardRules`."""
+
+    def train_jvp_under_rules(theta: Mapping[str, Tensor], u: Mapping[str, Tensor]) -> Tensor:
+        with ForwardRules():
+            return train_jvp(theta, u)
+
+    return train_jvp_under_rules
 
 
 @dataclass

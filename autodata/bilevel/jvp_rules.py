@@ -1,0 +1,236 @@
+"""Cheaper forward-mode rules for the replay's JVP: train-mode BatchNorm, max-pooling, convolution.
+
+The forward-mode pass of the ``jvp`` methods (:meth:`~autodata.bilevel.replay.Replay.train_jvp`)
+pushes dual tensors through the model. PyTorch's own forward-AD formulas are correct but, on
+the CPU, some cost far more than the primal op (BENCHMARKS.md, "Meta-step cost"):
+
+* BatchNorm in train mode: the generic formula re-centres the input several times (about a
+  dozen full passes). Its input Jacobian is symmetric, so the tangent of the normalised input,
+  ``w * invstd * (x_t - mean(x_t) - x_hat * mean(x_t * x_hat))``, is exactly what
+  ``native_batch_norm_backward`` computes for a gradient ``x_t``, in one fused kernel; the
+  weight and bias tangents add ``x_hat * w_t + b_t`` in two passes.
+* Max-pooling with non-overlapping windows (``stride == kernel_size``, no padding, no
+  dilation): ``max_pool2d_with_indices`` plus a gather is replaced by a fold over the window's
+  offsets, strided views of the input: ``maximum`` for the primal and, for the tangent, the
+  tangent at the first position equal to the maximum (PyTorch's choice among ties), selected
+  by ``lerp`` with weights 0 and 1 (exact).
+* Convolution: the generic formula convolves a zero tensor when the input has no tangent
+  (the model's first layer); the rule skips it.
+
+:class:`ForwardRules` is a :class:`~torch.overrides.TorchFunctionMode` that routes these calls
+(:data:`RULES`, one entry per function) to :class:`torch.autograd.Function` s with hand-written
+``jvp`` staticmethods (``setup_context`` style: they also work under :func:`torch.func.jvp`).
+A rule applies only without grad mode and when some input carries a forward-AD tangent; any
+other call, or an argument a rule does not handle (eval-mode BatchNorm, overlapping or padded
+pools, ``return_indices``), goes to PyTorch unchanged. Each rule equals PyTorch's own forward AD
+to rounding (float64 tests in ``tests/bilevel/test_jvp_rules.py``). With a NaN in a pooling
+window the pooled tangent may come from another position than PyTorch's (the loss is NaN then).
+
+Example:
+    >>> import torch.autograd.forward_ad as fwAD
+    >>> bn = torch.nn.BatchNorm2d(3)
+    >>> x = torch.randn(4, 3, 8, 8)
+    >>> with torch.no_grad(), fwAD.dual_level(), ForwardRules():
+    ...     out = F.max_pool2d(torch.relu(bn(fwAD.make_dual(x, torch.ones_like(x)))), 2)
+    ...     tangent = fwAD.unpack_dual(out).tangent  # (4, 3, 4, 4)
+    >>> tangent.shape
+    torch.Size([4, 3, 4, 4])
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
+from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["RULES", "ForwardRules", "batch_norm_rule", "conv_rule", "max_pool_rule"]
+
+Rule = Callable[..., Any]
+RULES: dict[Callable[..., Any], Rule] = {}
+"""The function a model calls -> its rule (same signature; returns ``NotImplemented`` to decline)."""
+
+
+def _rule_for(*funcs: Callable[..., Any]) -> Callable[[Rule], Rule]:
+    def add(rule: Rule) -> Rule:
+        for func in funcs:
+            RULES[func] = rule
+        return rule
+
+    return add
+
+
+def _has_tangent(*tensors: Any) -> bool:
+    return any(isinstance(t, Tensor) and fwAD.unpack_dual(t).tangent is not None for t in tensors)
+
+
+def _channel_view(t: Tensor | None, dim: int) -> Tensor | None:
+    """A per-channel vector ``(C,)`` shaped to broadcast against ``(N, C, *)`` of ``dim`` dims."""
+    return None if t is None else t.view(1, -1, *([1] * (dim - 2)))
+
+
+class _BatchNormTrain(torch.autograd.Function):
+    """Train-mode BatchNorm; outputs ``(out, mean, invstd)``, the statistics without tangents."""
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor | None, bias: Tensor | None, running_mean: Tensor | None,
+                running_var: Tensor | None, momentum: float, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+        return torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor, Tensor]) -> None:
+        x, weight, _, _, _, _, eps = inputs
+        _, mean, invstd = output
+        ctx.save_for_forward(x, weight, mean, invstd)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(mean, invstd)
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: Tensor | None, w_t: Tensor | None, b_t: Tensor | None,
+            *_: Any) -> tuple[Tensor, None, None]:
+        x, weight, mean, invstd = ctx.saved_tensors
+        if x_t is not None:  # w * invstd * (x_t - mean(x_t) - x_hat * mean(x_t * x_hat)), fused
+            out = torch.ops.aten.native_batch_norm_backward(
+                x_t, x, weight, None, None, mean, invstd, True, ctx.eps, [True, False, False])[0]
+        else:
+            out = torch.zeros_like(x)
+        if w_t is not None:  # + x_hat * w_t = x * (invstd w_t) - mean * invstd * w_t, as the primal is computed
+            alpha = invstd * w_t  # (C,)
+            out.addcmul_(x, _channel_view(alpha, x.dim()))
+            shift = -mean * alpha if b_t is None else b_t - mean * alpha
+            out.add_(_channel_view(shift, x.dim()))
+        elif b_t is not None:
+            out.add_(_channel_view(b_t, x.dim()))
+        return out, None, None
+
+
+@_rule_for(F.batch_norm)
+def batch_norm_rule(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+                    weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+                    momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """``F.batch_norm`` in train mode through :class:`_BatchNormTrain`; declines eval mode."""
+    if not training or input.dim() < 2 or _has_tangent(running_mean, running_var):
+        return NotImplemented
+    if momentum is None:  # F.batch_norm's own default handling: a cumulative average needs a factor
+        return NotImplemented
+    return _BatchNormTrain.apply(input, weight, bias, running_mean, running_var, momentum, eps)[0]
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int] | None:
+    if isinstance(v, int):
+        return v, v
+    v = tuple(v)
+    if len(v) == 1:
+        return v[0], v[0]
+    return (v[0], v[1]) if len(v) == 2 and all(isinstance(i, int) for i in v) else None
+
+
+def _window_views(x: Tensor, kernel: tuple[int, int]) -> list[Tensor]:
+    """The strided views ``x[..., i::kh, j::kw]`` cropped to the pooled size, in scan order (i, then j)."""
+    kh, kw = kernel
+    ho, wo = x.shape[-2] // kh, x.shape[-1] // kw
+    return [x[..., i:i + kh * (ho - 1) + 1:kh, j:j + kw * (wo - 1) + 1:kw] for i in range(kh) for j in range(kw)]
+
+
+class _MaxPoolWindows(torch.autograd.Function):
+    """Max-pooling over non-overlapping ``kernel`` windows (stride = kernel, no padding)."""
+
+    @staticmethod
+    def forward(x: Tensor, kernel: tuple[int, int]) -> Tensor:
+        views = _window_views(x, kernel)
+        out = torch.maximum(views[0], views[1]) if len(views) > 1 else views[0].clone()  # (N, C, H // kh, W // kw)
+        for v in views[2:]:
+            torch.maximum(out, v, out=out)
+        return out
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, kernel = inputs
+        ctx.save_for_forward(x, output)
+        ctx.kernel = kernel
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: Tensor | None, _: Any) -> Tensor:
+        x, pooled = ctx.saved_tensors
+        views, tangents = _window_views(x, ctx.kernel), _window_views(x_t, ctx.kernel)
+        out = tangents[-1]
+        for v, t in zip(views[-2::-1], tangents[-2::-1]):  # backwards: the first maximal position is written last
+            out = torch.lerp(out, t, (v == pooled).to(x_t.dtype))  # exact for weights 0 and 1
+        return out.clone() if out is tangents[-1] else out
+
+
+@_rule_for(F.max_pool2d, torch.max_pool2d)
+def max_pool_rule(input: Tensor, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+                  padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, ceil_mode: bool = False,
+                  return_indices: bool = False) -> Tensor:
+    """``F.max_pool2d`` with ``stride == kernel_size``, no padding or dilation; declines anything else."""
+    kernel = _pair(kernel_size)
+    step = kernel if stride is None or (not isinstance(stride, int) and len(stride) == 0) else _pair(stride)
+    if (kernel is None or step != kernel or _pair(padding) != (0, 0) or _pair(dilation) != (1, 1) or return_indices
+            or input.dim() not in (3, 4) or input.shape[-2] < kernel[0] or input.shape[-1] < kernel[1]):
+        return NotImplemented
+    if ceil_mode and (input.shape[-2] % kernel[0] or input.shape[-1] % kernel[1]):
+        return NotImplemented
+    return _MaxPoolWindows.apply(input, kernel)
+
+
+class _Conv(torch.autograd.Function):
+    """``F.conv{1,2,3}d``; the tangent skips the terms whose tangent is missing."""
+
+    @staticmethod
+    def forward(conv: Callable[..., Tensor], x: Tensor, weight: Tensor, bias: Tensor | None,
+                options: tuple[Any, ...]) -> Tensor:
+        return conv(x, weight, bias, *options)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        conv, x, weight, _, options = inputs
+        ctx.save_for_forward(x, weight)
+        ctx.conv, ctx.options, ctx.shape = conv, options, output.shape
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def jvp(ctx: Any, _: Any, x_t: Tensor | None, w_t: Tensor | None, b_t: Tensor | None, __: Any) -> Tensor:
+        x, weight = ctx.saved_tensors
+        terms = [ctx.conv(a, b, None, *ctx.options) for a, b in ((x_t, weight), (x, w_t)) if a is not None and b is not None]
+        out = terms[0] if terms else x.new_zeros(ctx.shape)
+        for term in terms[1:]:
+            out.add_(term)
+        if b_t is not None:
+            out.add_(_channel_view(b_t, out.dim()))
+        return out
+
+
+def _conv_rule(conv: Callable[..., Tensor]) -> Rule:
+    def rule(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
+             dilation: Any = 1, groups: int = 1) -> Tensor:
+        if _has_tangent(input):  # both terms are needed: PyTorch's formula is as cheap
+            return NotImplemented
+        return _Conv.apply(conv, input, weight, bias, (stride, padding, dilation, groups))
+
+    rule.__name__ = rule.__qualname__ = f"{conv.__name__}_rule"
+    return rule
+
+
+conv_rule = _rule_for(F.conv2d)(_conv_rule(F.conv2d))
+_rule_for(F.conv1d)(_conv_rule(F.conv1d))
+_rule_for(F.conv3d)(_conv_rule(F.conv3d))
+
+
+class ForwardRules(TorchFunctionMode):
+    """While active, calls with a rule in :data:`RULES` use it when it applies (see the module's docstring)."""
+
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        rule = RULES.get(func)
+        if rule is not None and not torch.is_grad_enabled() and _has_tangent(*args, *kwargs.values()):
+            out = rule(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        return func(*args, **kwargs)
