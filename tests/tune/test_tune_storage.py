@@ -83,7 +83,6 @@ def _hammer(path: str, n: int) -> None:
     study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=n)
 
 
-@pytest.mark.slow
 def test_optuna_runs_the_journal_heartbeat(tmp_path):
     """Optuna's own loop beats and fails stale trials of the journal through its private heartbeat
     protocol (autodata.tune._journal._optuna_heartbeat_base): this fails loudly if Optuna moves it."""
@@ -108,6 +107,7 @@ def test_optuna_runs_the_journal_heartbeat(tmp_path):
     assert (storage.heartbeat_dir / str(second._trial_id)).is_file()  # the loop's heartbeat thread beat
 
 
+@pytest.mark.slow
 def test_four_processes_share_the_journal_without_lock_errors(tmp_path):
     path = str(tmp_path / "study.journal")
     optuna.create_study(study_name="hammer", storage=open_storage(path))
