@@ -81,8 +81,11 @@ class WideConv2d(_Wide):
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.tensors["weight"]  # (N, C_out, C_in / groups, k, k)
+        # (N C_out, C_in / groups, k, k); w[0] keeps the strides of a one-channel channels-last weight
+        # (flatten re-strides its size-1 channel), and a one-channel input leaves the layout to them
+        w = w[0] if self.size == 1 else w.flatten(0, 1)
         bias = self._get("bias")
-        return F.conv2d(x, w.flatten(0, 1), None if bias is None else bias.flatten(), self.stride, self.padding,
+        return F.conv2d(x, w, None if bias is None else bias.flatten(), self.stride, self.padding,
                         self.dilation, self.size * self.groups)
 
 

@@ -296,6 +296,9 @@ class GroupedPopulation(StackedPopulation):
         self.members_per_model = members_per_model
         self.pool_first = pool_first
         self.channels_last = prefers_channels_last(models[0]) if channels_last is None else channels_last
+        if self.channels_last:  # each member's convolution weights channels-last, as the loop's models
+            self.params = {n: _channels_last_stack(p) for n, p in self.params.items()}
+            self.momentum_buffers = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self._template = copy.deepcopy(models[0]).to("meta")  # structure only
         self._chunks: dict[tuple[int, int], tuple[nn.Module, list[Tensor]]] = {}
         self.model = self._chunk(0, self.size)[0]  # all members in one wide model (probe, inspection)
@@ -324,7 +327,7 @@ class GroupedPopulation(StackedPopulation):
         n, b, c = x.shape[:3]
         if self.channels_last and x.dim() == 5:
             h, w = x.shape[3:]
-            return x.permute(1, 3, 4, 0, 2).reshape(b, h, w, n * c).permute(0, 3, 1, 2)  # channels-last memory
+            return x.permute(1, 3, 4, 0, 2).contiguous().view(b, h, w, n * c).permute(0, 3, 1, 2)  # channels-last memory
         return x.transpose(0, 1).reshape(b, n * c, *x.shape[3:])
 
     @staticmethod
@@ -384,6 +387,18 @@ class GroupedPopulation(StackedPopulation):
                         f"the grouped model must compute each member's own logits, but member {i} differs in {mode} "
                         f"mode (its forward mixes members' channels?)."
                     )
+
+
+def _channels_last_stack(p: Tensor) -> Tensor:
+    """A stacked (N, C_out, C_in, k, k) weight laid out so that ``p.flatten(0, 1)`` is a channels-last
+    view (a convolution takes a weight's layout as a hint: with one input channel the input's own
+    layout is ambiguous); other tensors as they are. Still a leaf that requires grad."""
+    if p.dim() != 5:
+        return p
+    _, c_out, c_in, kh, kw = p.shape
+    out = torch.empty_strided(p.shape, (c_out * kh * kw * c_in, kh * kw * c_in, 1, kw * c_in, c_in), dtype=p.dtype,
+                              device=p.device)  # explicit strides: .contiguous() keeps a size-1 C_in's stride
+    return out.copy_(p.detach()).requires_grad_(p.requires_grad)
 
 
 def _dropout_off(model: nn.Module) -> None:

@@ -262,3 +262,18 @@ def test_pool_before_relu_leaves_what_it_cannot_swap() -> None:
 
     for net in (_pool_net(nn.ReLU(inplace=True)), _pool_net(nn.Tanh()), _ItemNet()):  # in place, not a ReLU, untraceable
         assert pool_before_relu(net) is net
+
+
+@pytest.mark.parametrize("per_model", [1, 2])
+def test_grouped_engine_runs_channels_last_as_the_loop_does(per_model: int) -> None:
+    """Layout is a hint that one-channel tensors leave to the weights: the activations must still be
+    channels-last (NCHW max-pooling is 10x slower on a CPU), one member per wide model included."""
+    pop = GroupedPopulation(_models(), TrainConfig(), channels_last=True, members_per_model=per_model)
+    seen = []
+    for lo, hi in pop.chunks(torch.rand(B, 1, 8, 8)):
+        bn = pop._chunk(lo, hi)[0].get_submodule("1.bn1")
+        bn.register_forward_hook(lambda m, args, out: seen.append(out))
+    pop.step(*_batches(1)[0], 0.1)
+    assert len(seen) == len(pop.chunks(torch.rand(B, 1, 8, 8)))
+    for out in seen:
+        assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
