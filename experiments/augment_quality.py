@@ -12,7 +12,10 @@ of ``autodata train`` is accepted, plus:
 * ``--eval-every K``: evaluate every K epochs and after the last (``best`` is the best of the
   evaluated epochs);
 * ``--out FILE``: the results JSON, rewritten atomically after every run (a cut-off study
-  keeps the runs it finished), with the per-policy means and the goal check of issue #8.
+  keeps the runs it finished), with the per-policy means, the goal check of issue #8 and the
+  learned policy's paired differences (per seed, against each other policy);
+* ``--merge FILE,FILE``: train nothing; summarise the runs of earlier results JSONs together
+  (e.g. a study extended with more seeds), written to ``--out`` if given.
 
 Usage (the figures in BENCHMARKS.md, "Augmentation policy quality"):
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/augment_quality.py --model resnet20 \\
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -85,6 +90,7 @@ def train_one(config: TrainConfig, n_test: int, every: int, name: str, log: Epoc
     due = set(eval_epochs(config.epochs, every))
     curve: dict[int, float] = {}
     train_seconds = eval_seconds = 0.0
+    record: dict[str, Any] = {}
     while not run.finished:
         record = run.train_epoch()
         train_seconds += record["train_seconds"]
@@ -96,9 +102,33 @@ def train_one(config: TrainConfig, n_test: int, every: int, name: str, log: Epoc
         if log is not None:
             log(name, config.seed, record)
     return {"name": name, "seed": config.seed, "best": max(curve.values()), "final": curve[config.epochs],
-            "curve": {str(e): a for e, a in curve.items()}, "train_seconds": train_seconds,
+            "curve": {str(e): a for e, a in curve.items()}, "train_loss": record["train_loss"],
+            "train_seconds": train_seconds,
             "eval_seconds": eval_seconds, "n_train": len(run.data.train), "n_test": len(run.data.test),
             "config": config.to_dict()}
+
+
+def paired_differences(results: Sequence[dict[str, Any]], learned: str, seeds: Sequence[int]) -> dict[str, Any]:
+    """``learned``'s final accuracy minus each other policy's, per seed, with their mean and standard error.
+
+    Args:
+        results: Runs (``name``, ``seed``, ``final``), one per policy and seed.
+        learned: The policy compared with every other.
+        seeds: The seeds to pair over (every policy has a run at each).
+
+    Returns:
+        ``{other: {"per_seed": {seed: difference}, "mean": m, "se": s}}``; ``se`` is the sample
+        standard deviation over the square root of the number of seeds (``None`` for one seed).
+    """
+    final = {(r["name"], r["seed"]): r["final"] for r in results}
+    out: dict[str, Any] = {}
+    for other in dict.fromkeys(r["name"] for r in results):
+        if other == learned:
+            continue
+        diffs = [final[learned, s] - final[other, s] for s in seeds]
+        se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else None
+        out[other] = {"per_seed": {str(s): d for s, d in zip(seeds, diffs)}, "mean": statistics.fmean(diffs), "se": se}
+    return out
 
 
 def summarize(results: Sequence[dict[str, Any]], learned: str | None = None) -> dict[str, Any]:
@@ -106,7 +136,8 @@ def summarize(results: Sequence[dict[str, Any]], learned: str | None = None) -> 
 
     The goal (on the mean final accuracy, over the seeds every policy finished): the learned
     policy beats ``identity`` (crop/flip) and is within ``GOAL_MARGIN`` points of the best
-    other policy, or better. ``learned`` defaults to the one policy named ``dada*``.
+    other policy, or better. ``learned`` defaults to the one policy named ``dada*``. ``paired``
+    holds its :func:`paired_differences` over those seeds (``None`` without a learned policy).
     """
     names = list(dict.fromkeys(r["name"] for r in results))
     seeds_of = {n: {r["seed"] for r in results if r["name"] == n} for n in names}
@@ -116,10 +147,12 @@ def summarize(results: Sequence[dict[str, Any]], learned: str | None = None) -> 
         rows = [r for r in results if r["name"] == n and r["seed"] in common]
         if rows:
             means[n] = {k: statistics.fmean(r[k] for r in rows) for k in ("best", "final")}
-    out: dict[str, Any] = {"seeds": sorted(common), "mean": means, "goal": None}
+    out: dict[str, Any] = {"seeds": sorted(common), "mean": means, "goal": None, "paired": None}
     if learned is None:
         candidates = [n for n in means if n.startswith(LEARNED_PREFIX)]
         learned = candidates[0] if len(candidates) == 1 else None
+    if learned in means and common:
+        out["paired"] = paired_differences(results, learned, sorted(common))
     baselines = {n: m["final"] for n, m in means.items() if n != learned}
     if learned in means and BASELINE in baselines:
         best_name = max(baselines, key=baselines.__getitem__)
@@ -141,7 +174,18 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=0, help="evaluate on the first N test images (0: all)")
     parser.add_argument("--eval-every", type=int, default=1, help="evaluate every K epochs and after the last")
     parser.add_argument("--out", default=None, help="results JSON, rewritten atomically after every run")
+    parser.add_argument("--merge", default=None, help="comma-separated results JSONs to summarise together; no training")
     args = parser.parse_args()
+    if args.merge:
+        try:
+            results = merge_results(args.merge.split(","))
+        except ValueError as err:
+            parser.error(str(err))
+        report(results)
+        if args.out:
+            write_json_atomic(args.out, {"merged": args.merge.split(","), "results": results,
+                                         "summary": summarize(results)})
+        return
     files = {}
     for name in args.policies.split(","):
         path = Path(name) if name.endswith(".json") else POLICIES / f"{name}.json"
@@ -171,13 +215,34 @@ def main() -> None:
                 write_json_atomic(args.out, {"config": base.to_dict(), "seeds": seeds, "n_test": args.n_test,
                                              "eval_every": args.eval_every, "results": results,
                                              "summary": summarize(results)})
-    print(f"\n{'policy':<24} {'seed':>4} {'best %':>7} {'final %':>8} {'train s':>8}")
+    report(results)
+
+
+def merge_results(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """The runs of several results JSONs, in file order; one run per policy and seed."""
+    results: list[dict[str, Any]] = []
+    for path in paths:
+        results.extend(json.loads(Path(path).read_text())["results"])
+    keys = [(r["name"], r["seed"]) for r in results]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"merged results must have one run per policy and seed, but got {sorted(keys)}.")
+    return results
+
+
+def report(results: Sequence[dict[str, Any]]) -> None:
+    """Prints every run, the per-policy means, the goal check and the paired differences."""
+    print(f"\n{'policy':<24} {'seed':>4} {'best %':>7} {'final %':>8} {'loss':>7} {'train s':>8}")
     for r in results:
-        print(f"{r['name']:<24} {r['seed']:4d} {r['best']:7.2f} {r['final']:8.2f} {r['train_seconds']:8.0f}")
+        loss = f"{r['train_loss']:7.4f}" if "train_loss" in r else " " * 7
+        print(f"{r['name']:<24} {r['seed']:4d} {r['best']:7.2f} {r['final']:8.2f} {loss} {r['train_seconds']:8.0f}")
     summary = summarize(results)
     for name, m in summary["mean"].items():
         print(f"{name:<24} mean {m['best']:7.2f} {m['final']:8.2f}")
     print(f"goal: {summary['goal']}")
+    for other, p in (summary["paired"] or {}).items():
+        se = "n/a" if p["se"] is None else f"{p['se']:.2f}"
+        per_seed = "  ".join(f"{d:+.2f}" for d in p["per_seed"].values())
+        print(f"learned - {other:<20} {per_seed}   mean {p['mean']:+.2f} (se {se})")
 
 
 if __name__ == "__main__":

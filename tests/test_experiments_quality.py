@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -92,6 +93,34 @@ def test_train_one_evaluates_on_the_test_subset_at_the_due_epochs() -> None:
     assert list(result["curve"]) == ["2", "3"]
     assert result["n_test"] == 100 and result["n_train"] == 128
     assert result["final"] == result["curve"]["3"] and result["best"] == max(result["curve"].values())
+    assert result["train_loss"] > 0.0  # the last epoch's mean training loss
     assert all(0.0 <= a <= 100.0 and float(a).is_integer() for a in result["curve"].values())  # of 100 images
     with pytest.raises(ValueError, match="n_test must be in"):
         aq.train_one(config, n_test=10**6, every=1, name="identity")
+
+
+def test_paired_differences_per_seed_mean_and_standard_error() -> None:
+    rows = [
+        _row("identity", 0, 0.0, 50.0), _row("dada_x", 0, 0.0, 51.0), _row("randaugment", 0, 0.0, 52.0),
+        _row("identity", 1, 0.0, 40.0), _row("dada_x", 1, 0.0, 43.0), _row("randaugment", 1, 0.0, 42.0),
+        _row("identity", 2, 0.0, 45.0), _row("dada_x", 2, 0.0, 47.0),  # seed 2 unfinished: not paired
+    ]
+    paired = aq.summarize(rows)["paired"]
+    assert set(paired) == {"identity", "randaugment"}
+    assert paired["identity"]["per_seed"] == {"0": 1.0, "1": 3.0}
+    assert paired["identity"]["mean"] == pytest.approx(2.0)
+    assert paired["identity"]["se"] == pytest.approx(1.0)  # stdev of (1, 3) is sqrt(2), over sqrt(2)
+    assert paired["randaugment"]["per_seed"] == {"0": -1.0, "1": 1.0} and paired["randaugment"]["mean"] == 0.0
+    one_seed = aq.paired_differences(rows, "dada_x", [0])
+    assert one_seed["identity"] == {"per_seed": {"0": 1.0}, "mean": 1.0, "se": None}
+    assert aq.summarize([_row("identity", 0, 1.0, 1.0)])["paired"] is None
+
+
+def test_merge_results_joins_files_and_refuses_duplicate_runs(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"results": [_row("identity", 0, 1.0, 1.0), _row("dada_x", 0, 2.0, 2.0)]}))
+    second.write_text(json.dumps({"results": [_row("identity", 1, 3.0, 3.0)]}))
+    merged = aq.merge_results([str(first), str(second)])
+    assert [(r["name"], r["seed"]) for r in merged] == [("identity", 0), ("dada_x", 0), ("identity", 1)]
+    with pytest.raises(ValueError, match="one run per policy and seed"):
+        aq.merge_results([str(first), str(first)])
