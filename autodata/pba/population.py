@@ -335,18 +335,22 @@ class GroupedPopulation(StackedPopulation):
         return out.view(out.shape[0], n, -1).transpose(0, 1)  # (n, B, K)
 
     def gradients(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
-        grads: list[list[Tensor]] = [[] for _ in self.params]
-        losses = []
+        # each gradient in its parameter's layout (torch._foreach ops fall back to one slow
+        # strided kernel per tensor when the layouts of their lists differ)
+        grads = [torch.empty_like(p) for p in self.params.values()]
+        losses = torch.empty(self.size, device=y.device)
         for lo, hi in self.chunks(x[0]):
             model, leaves = self._chunk(lo, hi)
             model.train()
             logits = self._member_logits(model(self._wide_input(x[lo:hi])), hi - lo)  # (n, B, K)
             n, b, k = logits.shape
             loss = F.cross_entropy(logits.reshape(n * b, k), y.repeat(n), reduction="none").view(n, b).mean(1)  # (n,)
-            for per_param, g in zip(grads, torch.autograd.grad(loss.sum(), leaves)):  # members share no parameter
-                per_param.append(g)
-            losses.append(loss.detach())
-        return [g[0] if len(g) == 1 else torch.cat(g) for g in grads], torch.cat(losses)
+            chunk_grads = torch.autograd.grad(loss.sum(), leaves)  # members share no parameter
+            with torch.no_grad():
+                for full, g in zip(grads, chunk_grads):
+                    full[lo:hi].copy_(g)
+                losses[lo:hi] = loss
+        return grads, losses
 
     @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
