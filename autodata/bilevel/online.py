@@ -9,8 +9,8 @@ parameters that real step produced and its hypergradient, by the finite differen
 forward, updates the components. No extra backward: the cheapest method that sees every
 parameter (Baydin et al. 2018 use the same idea for a learning rate). ``jvp-online``
 (:class:`OnlineForwardMode`) takes the same hypergradient exactly, by the forward-mode pass of
-:class:`~autodata.bilevel.hypergrad.ForwardMode` instead of finite differences; its replay runs
-under the cheaper forward-mode rules of :mod:`~autodata.bilevel.jvp_rules` (train-mode
+:class:`~autodata.bilevel.hypergrad.ForwardMode` instead of finite differences; its replay (and
+validation forward) run under the cheaper rules of :mod:`~autodata.bilevel.jvp_rules` (train-mode
 BatchNorm, non-overlapping max-pooling, a first convolution without an input tangent).
 
 Both define the hypergradient of the real step ``t`` just taken: with ``theta_t`` the parameters
@@ -29,9 +29,10 @@ and replayed): a forward whose real step was not taken (unannounced accumulation
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
@@ -85,10 +86,11 @@ class OnlineForwardMode(ForwardMode):
 
     Args:
         radius: finite-difference radius for a learnable augmentation's parameters only.
-        rules: run the replay under :class:`~autodata.bilevel.jvp_rules.ForwardRules` (cheaper
-            forward-mode rules for train-mode BatchNorm, non-overlapping max-pooling and a
-            convolution without an input tangent; equal to PyTorch's formulas to rounding);
-            ``False``: PyTorch's own forward-AD formulas.
+        rules: run the replay and the validation forward under
+            :class:`~autodata.bilevel.jvp_rules.ForwardRules` (cheaper forward-mode rules for
+            train-mode BatchNorm, non-overlapping max-pooling and a convolution without an
+            input tangent; max-pooling without indices in the validation forward; equal to
+            PyTorch's results to rounding); ``False``: PyTorch's own ops and formulas.
     """
 
     name: ClassVar[str] = "jvp-online"
@@ -106,20 +108,23 @@ class OnlineForwardMode(ForwardMode):
 
     def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
         if self.rules and problem.train_jvp is not None:
-            problem = replace(problem, train_jvp=_under_rules(problem.train_jvp))
+            problem = replace(problem, train_jvp=_under_rules(problem.train_jvp),
+                              meta_loss_at=_under_rules(problem.meta_loss_at))
         return super().__call__(problem)
 
 
-def _under_rules(
-    train_jvp: Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor],
-) -> Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor]:
-    """``train_jvp`` with its forward-mode replay under :class:`~autodata.bilevel.jvp_rules.ForwardRules`."""
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-    def train_jvp_under_rules(theta: Mapping[str, Tensor], u: Mapping[str, Tensor]) -> Tensor:
+
+def _under_rules(fn: _F) -> _F:
+    """``fn`` run under :class:`~autodata.bilevel.jvp_rules.ForwardRules` (its backward runs outside, as usual)."""
+
+    @functools.wraps(fn)
+    def under_rules(*args: Any, **kwargs: Any) -> Any:
         with ForwardRules():
-            return train_jvp(theta, u)
+            return fn(*args, **kwargs)
 
-    return train_jvp_under_rules
+    return under_rules  # type: ignore[return-value]
 
 
 @dataclass

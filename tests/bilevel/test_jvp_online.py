@@ -161,3 +161,44 @@ def test_jvp_online_of_an_accumulated_step_equals_the_whole_batch() -> None:
     whole = _accumulated_update("exact", 1)
     for a, b in zip(_accumulated_update("jvp-online", 3), whole):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-14)
+
+
+def _cnn_update(method, dropout: float = 0.0) -> list[torch.Tensor]:
+    """:func:`_update_of_first_step` on a float64 CNN with the layers the replay's rules cover
+    (a first convolution without an input tangent, train-mode BatchNorm, non-overlapping max-pooling)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(dropout),
+                          nn.MaxPool2d(3), nn.Flatten(), nn.Linear(6, 3)).double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-3)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(10, 2, 6, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (10,), generator=g)
+    xm, ym = torch.randn(7, 2, 6, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g)
+    mwn = MetaWeightNet(hidden=4).double()
+    learner = MetaLearner(model, optimizer, reweighter=mwn, method=method, guard=False,
+                          meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
+    before = [p.detach().clone() for p in mwn.parameters()]
+    loss = learner.step(x, y, xm, ym)
+    if not learner.last.meta_updated:
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        before = [p.detach().clone() for p in mwn.parameters()]
+        learner.step(x[:4], y[:4], xm, ym)
+    assert learner.last.meta_updated
+    learner.close()
+    return [b - p.detach() for b, p in zip(before, mwn.parameters())]
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_jvp_online_with_its_rules_equals_the_double_backward_on_a_cnn(dropout: float) -> None:
+    """The replay's rules (BatchNorm, max-pool, first convolution) keep ``jvp-online`` exact; PyTorch's formulas agree."""
+    exact = _cnn_update("exact", dropout)
+    for method in (OnlineForwardMode(), OnlineForwardMode(rules=False)):
+        for a, b in zip(_cnn_update(method, dropout), exact):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
+
+
+def test_jvp_online_rules_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="rules must be a bool, but got 'yes'"):
+        OnlineForwardMode(rules="yes")

@@ -142,7 +142,7 @@ def test_conv_rule_equals_torch_forward_ad(conv, shape, groups: int, bias_tangen
 
 def test_rules_work_under_torch_func_jvp() -> None:
     """The autograd.Functions are setup_context style: ``torch.func.jvp`` runs their ``jvp``."""
-    from autodata.bilevel.jvp_rules import batch_norm_rule, conv_rule, max_pool_rule
+    from autodata.bilevel.jvp_rules import _BatchNormTrain, _Conv, _MaxPoolWindows
 
     g = _g()
     x = torch.randn(4, 3, 6, 6, generator=g, dtype=torch.float64)
@@ -150,19 +150,45 @@ def test_rules_work_under_torch_func_jvp() -> None:
     u = (torch.randn_like(x), torch.randn_like(w))
 
     def net(rules: bool) -> Callable[[Tensor, Tensor], Tensor]:
-        conv, bn, pool = (conv_rule, batch_norm_rule, max_pool_rule) if rules else (F.conv2d, F.batch_norm, F.max_pool2d)
-        return lambda x, w: pool(bn(conv(x.detach(), w, None, 1, 1) + x.sum(1, keepdim=True), None, None, None, None, True), 2)
+        if rules:
+            conv = lambda x, w: _Conv.apply(F.conv2d, x, w, None, (1, 1, 1, 1))  # noqa: E731
+            bn = lambda h: _BatchNormTrain.apply(h, None, None, None, None, 0.1, 1e-5)[0]  # noqa: E731
+            pool = lambda h: _MaxPoolWindows.apply(h, (2, 2))  # noqa: E731
+        else:
+            conv = lambda x, w: F.conv2d(x, w, None, 1, 1)  # noqa: E731
+            bn = lambda h: F.batch_norm(h, None, None, None, None, True)  # noqa: E731
+            pool = lambda h: F.max_pool2d(h, 2)  # noqa: E731
+        return lambda x, w: pool(bn(conv(x.detach(), w) + x.sum(1, keepdim=True)))
 
     got = torch.func.jvp(net(True), (x, w), u)
     expected = torch.func.jvp(net(False), (x, w), u)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_the_mode_passes_grad_mode_and_primal_calls_through(calls: list[str]) -> None:
+@pytest.mark.parametrize("kernel", [2, 3, (2, 3)])
+def test_max_pool_rule_in_grad_mode_has_torch_gradient(kernel, calls: list[str]) -> None:
+    """The validation forward: max-pooling without indices, the gradient to the first maximal position."""
+    x = torch.randn(3, 4, 12, 12, generator=_g(), dtype=torch.float64).round().relu()  # ties
+    grad_out = torch.randn(3, 4, *F.max_pool2d(x, kernel).shape[-2:], generator=_g(1), dtype=torch.float64)
+    grads = []
+    for rules in (True, False):
+        leaf = x.clone().requires_grad_()
+        with ForwardRules() if rules else torch.enable_grad():
+            out = F.max_pool2d(leaf, kernel)
+        out.backward(grad_out)
+        grads.append((out.detach(), leaf.grad))
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+    assert calls == ["max_pool_rule"]
+    smooth = torch.randn(2, 2, 6, 6, generator=_g(2), dtype=torch.float64, requires_grad=True)
+    with ForwardRules():
+        assert torch.autograd.gradcheck(lambda t: F.max_pool2d(t, kernel), (smooth,))
+
+
+def test_the_mode_passes_other_calls_through(calls: list[str]) -> None:
     bn = nn.BatchNorm2d(3).double()
     x = torch.randn(4, 3, 6, 6, generator=_g(), dtype=torch.float64, requires_grad=True)
     with ForwardRules():
-        F.max_pool2d(bn(x), 2).sum().backward()  # grad mode: PyTorch's ops, a backward exists
+        bn(F.conv2d(x, torch.randn(3, 3, 1, 1, dtype=torch.float64))).sum().backward()  # grad mode: PyTorch's ops
         with torch.no_grad():
             F.max_pool2d(bn(x), 2)  # no tangents
     assert x.grad is not None and calls == []
