@@ -1,7 +1,9 @@
 """Population throughput: N members trained together (grouped, vmap) vs the same N one after another.
 
 Every engine trains the same population on the same batches of PBA-augmented images (the
-augmentation is timed separately: it is the same code for all). The engines take turns,
+augmentation is timed separately: it is the same code for all; ``augment + train`` adds it,
+applied in one call for the whole population, against the first engine with one call per
+member, as members trained one after another would augment). The engines take turns,
 ``--rounds`` times, each turn ``--steps`` steps, in one process; the ratios are the median of
 the per-round ratios to the loop (a busy machine slows all engines in a round alike). Prints
 images/s of population training (forward, backward, SGD step; N x B images per step).
@@ -89,14 +91,10 @@ def main() -> None:
     x = torch.rand(b, c, s, s, generator=g).to(device)
     y = torch.randint(0, 10, (b,), generator=g).to(device)
     policies = [PBAPolicy(tuple(int(v) for v in torch.randint(0, 10, (60,), generator=g))) for _ in range(n)]
-    augment = PopulationAugment(policies, (0.5,) * c, list(range(n)), device)
+    augment = PopulationAugment(policies, (0.5,) * c, list(range(n)), device)  # one call for N x B images
+    one_each = [PopulationAugment([p], (0.5,) * c, [i], device) for i, p in enumerate(policies)]  # N calls of B
     xs = augment(x)  # (N, B, C, H, W)
-    _sync(device)
-    start = clock()
-    for _ in range(args.steps):
-        augment(x)
-    _sync(device)
-    aug_rate = n * b * args.steps / (clock() - start)
+    augments = {"augment_population": lambda: augment(x), "augment_members": lambda: [a(x) for a in one_each]}
 
     def models() -> list[torch.nn.Module]:
         torch.manual_seed(0)
@@ -106,26 +104,40 @@ def main() -> None:
     pops = {name: _engine(name)(models(), config) for name in engines}
     for pop in pops.values():
         pop.step(xs, y, 0.1)  # warm-up
-    seconds: dict[str, list[float]] = {name: [] for name in engines}
+    work = {**{name: functools.partial(pop.step, xs, y, 0.1) for name, pop in pops.items()}, **augments}
+    seconds: dict[str, list[float]] = {name: [] for name in work}
     for _ in range(args.rounds):
-        for name, pop in pops.items():
+        for name, run in work.items():
             _sync(device)
             start = clock()
             for _ in range(args.steps):
-                pop.step(xs, y, 0.1)
+                run()
             _sync(device)
             seconds[name].append(clock() - start)
     images = n * b * args.steps
     ref = engines[0]
-    cols = " | ".join(f"{e} img/s" for e in engines)
-    ratios = " | ".join(f"{e}/{ref}" for e in engines[1:])
-    print(f"clock: {'thread CPU time' if thread else 'wall time'}; {args.rounds} rounds of {args.steps} steps per engine")
-    print(f"| model | device | N | B | image | {cols} | {ratios} | PBA augment img/s |")
-    print("|" + "---|" * (6 + 2 * len(engines) - 1))
-    rates = " | ".join(f"{images / statistics.median(seconds[e]):.0f}" for e in engines)
-    rel = " | ".join(f"{statistics.median(r / t for r, t in zip(seconds[ref], seconds[e])):.2f}x" for e in engines[1:])
-    print(f"| {args.model} | {args.device} | {n} | {b} | {c}x{s}x{s} | {rates} | {rel} | {aug_rate:.0f} |")
 
+    def rate(name: str) -> str:
+        return f"{images / statistics.median(seconds[name]):.0f}"
+
+    def ratio(num: list[float], den: list[float]) -> str:  # median of the per-round ratios
+        return f"{statistics.median(a / b for a, b in zip(num, den)):.2f}x"
+
+    print(f"clock: {'thread CPU time' if thread else 'wall time'}; {args.rounds} rounds of {args.steps} steps per engine")
+    print("training only (forward, backward, SGD step):")
+    print(f"| model | device | N | B | image | {' | '.join(f'{e} img/s' for e in engines)} | "
+          f"{' | '.join(f'{e}/{ref}' for e in engines[1:])} |")
+    print("|" + "---|" * (5 + 2 * len(engines) - 1))
+    print(f"| {args.model} | {args.device} | {n} | {b} | {c}x{s}x{s} | {' | '.join(rate(e) for e in engines)} | "
+          f"{' | '.join(ratio(seconds[ref], seconds[e]) for e in engines[1:])} |")
+    # augmentation + training: the population (one augmentation call for all members) against the
+    # members one after another, each augmenting its own batch
+    per_member = [r + a for r, a in zip(seconds[ref], seconds["augment_members"])]
+    print(f"PBA augmentation img/s: one call for the population {rate('augment_population')}, one call per member "
+          f"{rate('augment_members')}")
+    print(f"augment + train, {ref} with one augmentation call per member = 1:")
+    print(" | ".join(f"{e} + one call: {ratio(per_member, [r + a for r, a in zip(seconds[e], seconds['augment_population'])])}"
+                     for e in engines))
 
 if __name__ == "__main__":
     main()
