@@ -4,6 +4,7 @@ Stage ``search``: PBA (population, interval 3, truncation 25%) on a seeded subse
 (default) or Fashion-MNIST (``--dataset fashion_mnist``) with the small CNN; prints the cost
 (wall time, images/s), the best member's lineage (one line per segment) and writes the schedule.
 Stage ``quality``: the same model, data, epochs and seeds trained with
+  - no augmentation at all (the reference for whether augmenting pays in this setting),
   - crop/flip only (the loader's crop, padded by image size // 8 pixels: 4 on CIFAR's 32 px,
     3 on Fashion-MNIST's 28 px, as PBA's own crop in the replays, and flip),
   - TrivialAugment (policies/trivialaugment.json on top of crop/flip),
@@ -78,7 +79,7 @@ DATASETS: dict[str, DatasetSetting] = {
 
 def base_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(dataset=args.dataset, n_train=args.n_train, val_per_class=args.val_per_class, model="small_cnn",
-                       epochs=args.epochs, batch_size=128, lr=args.lr, seed=0)
+                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=0)
 
 
 def paired_differences(accs: dict[str, list[float]], reference: str) -> dict[str, tuple[list[float], float]]:
@@ -154,6 +155,7 @@ def stage_quality(args: argparse.Namespace) -> None:
                           description=f"the final policy of {args.out}, held constant").save(constant_path)
     crop_flip = dict(crop_padding=DATASETS[args.dataset].crop_padding, flip=True)
     settings = {
+        "no augmentation": base,
         "crop/flip only": base.replace(**crop_flip),
         "TrivialAugment": base.replace(**crop_flip, augment="policy", policy=str(POLICIES / "trivialaugment.json")),
         "PBA published CIFAR-10 schedule": base.replace(augment="schedule", policy=str(POLICIES / "pba_rcifar10_200.json")),
@@ -163,7 +165,7 @@ def stage_quality(args: argparse.Namespace) -> None:
     only = only or list(settings)
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"| augmentation ({args.dataset} n_train={args.n_train}, val_per_class={args.val_per_class}, small_cnn, "
-          f"{args.epochs} epochs, lr {args.lr}) | test accuracy % per seed ({args.seeds}) | mean | minutes |")
+          f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}) | test accuracy % per seed ({args.seeds}) | mean | minutes |")
     print("|---|---|---|---|")
     accs: dict[str, list[float]] = {}
     for name in only:
@@ -215,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-per-class", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--interval", type=int, default=3)
     parser.add_argument("--engine", default="auto")
