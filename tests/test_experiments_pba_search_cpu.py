@@ -58,6 +58,7 @@ def test_fashion_mnist_defaults_and_explicit_paths() -> None:
         psc.parse_args(["--dataset", "svhn"])
 
 
+@pytest.mark.slow  # reads all of Fashion-MNIST: about 3 to 6 s
 def test_fashion_mnist_builds_its_data_and_search_augment() -> None:
     """A tiny subset: 1-channel 28 px images, a class-balanced validation split, and the search's
     PBA crop pad and Cutout scaled to 28 px as the replay scales them (3 and 14)."""
