@@ -130,6 +130,10 @@ def main() -> None:
     print("|" + "---|" * (5 + 2 * len(engines) - 1))
     print(f"| {args.model} | {args.device} | {n} | {b} | {c}x{s}x{s} | {' | '.join(rate(e) for e in engines)} | "
           f"{' | '.join(ratio(seconds[ref], seconds[e]) for e in engines[1:])} |")
+    print("per-round ratios to " + ref + ": " + "; ".join(
+        f"{e} " + " ".join(f"{a / b:.2f}" for a, b in zip(seconds[ref], seconds[e])) for e in engines[1:]))
+    print("fastest rounds' ratio (min time / min time): " + ", ".join(
+        f"{e}/{ref} {min(seconds[ref]) / min(seconds[e]):.2f}x" for e in engines[1:]))
     # augmentation + training: the population (one augmentation call for all members) against the
     # members one after another, each augmenting its own batch
     per_member = [r + a for r, a in zip(seconds[ref], seconds["augment_members"])]
