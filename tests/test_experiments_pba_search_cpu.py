@@ -87,3 +87,19 @@ def test_paired_differences() -> None:
         psc.paired_differences(accs, "nope")
     with pytest.raises(ValueError, match="one accuracy per seed"):
         psc.paired_differences({"a": [1.0, 2.0], "b": [1.0]}, "a")
+
+
+def test_search_augment_matches_the_replay_on_small_images(tmp_path: Path) -> None:
+    """The search trains members with the crop pad and Cutout that replaying its schedule uses
+    (8 px digits: pad 1, Cutout 4; PBA's fixed 4 and 16 would crop and cut out the whole image)."""
+    from autodata.schedules import PBAPolicy, PiecewiseSchedule, Segment
+    from autodata.train import TrainConfig, build_run
+
+    train = TrainConfig(dataset="digits", n_train=300, val_per_class=5, epochs=3, batch_size=100)
+    search = PBASearch(PBASearchConfig(train, population=2, interval=1, engine="loop"))
+    path = tmp_path / "zero.json"
+    PiecewiseSchedule([Segment(0, 3, PBAPolicy.zeros())], name="zero").save(path)
+    replay = build_run(train.replace(val_per_class=0, augment="schedule", policy=str(path))).learner.augment
+    assert (replay.pad, replay.cutout_size) == (1, 4)
+    for aug in search.augment.augments:
+        assert (aug.pad, aug.cutout_size, aug.flip) == (replay.pad, replay.cutout_size, replay.flip)
