@@ -87,13 +87,13 @@ SEARCH_MODELS = {"small_cnn": lambda seed: None, "plain_cnn": plain_cnn}
 
 
 def run(task_name: str, estimator: str, ops: tuple[str, ...], steps: int, seed: int,
-        search_model: str = "small_cnn") -> dict:
+        search_model: str = "small_cnn", lr: float = 0.05) -> dict:
     task = task_of(task_name)
     train, val, test = digits_splits(task, seed)
     before = dict(DifferentiablePolicy(ops=ops).op_ranking())[task.op]
     start = time.perf_counter()
     model = pretrained_model(train, seed, model=SEARCH_MODELS[search_model](seed))
-    result = search_augmentation(train, val, model, ops=ops, steps=steps,
+    result = search_augmentation(train, val, model, ops=ops, steps=steps, lr=lr,
                                  estimator=estimator, seed=seed, log_every=10)
     seconds = time.perf_counter() - start
     names = [n for n, _ in result.ranking]
@@ -112,6 +112,7 @@ def run(task_name: str, estimator: str, ops: tuple[str, ...], steps: int, seed: 
     spec = OPS[task.op]
     return {
         "task": task_name, "estimator": estimator, "seed": seed, "search_model": search_model, "ops": len(ops),
+        "lr": lr,
         "steps": steps, "answer": task.op,
         "rank": names.index(task.op) + 1, "expected_application_before": round(before, 4),
         "expected_application_after": round(dict(result.ranking)[task.op], 4), "first_step_ranked_first": first,
@@ -186,6 +187,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--search-model", default="small_cnn", choices=sorted(SEARCH_MODELS),
                         help="the model the search starts from; plain_cnn has no BatchNorm")
+    parser.add_argument("--lrs", default="0.05",
+                        help="comma list of the search model's SGD learning rates (the look-ahead's step size)")
     parser.add_argument("--visibility", action="store_true", help="only check what the search can see (no search)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -198,7 +201,8 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         for task in args.tasks.split(","):
             for estimator in args.estimators.split(","):
-                print(json.dumps(run(task, estimator, ops, args.steps, seed, args.search_model)), flush=True)
+                for lr in (float(v) for v in args.lrs.split(",")):
+                    print(json.dumps(run(task, estimator, ops, args.steps, seed, args.search_model, lr)), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ Defaults (measured on the known-answer tasks, ``experiments/known_answer.py``):
   not "apply or not"); RELAX and REINFORCE find it (RELAX's control variate lowers the spread).
 * ``meta_lr=0.05``: with Adam, DADA's 5e-3 moves a logit by at most 5e-3 a step, about 1 in
   200 steps, less than a CPU-sized search has.
-* ``method="fd"`` (first order, two extra forwards), ``lr=0.05`` for the look-ahead's model.
+* ``method="fd"`` (first order, two extra forwards), ``lr=0.05`` for the look-ahead's model:
+  the look-ahead takes the real SGD step, so ``lr`` is its step size. At 0.2 the look-ahead
+  turns short-sighted (Rotate and Solarize lost on some seeds); 0.01 ranks as well as 0.05 but
+  its policies retrain no better (BENCHMARKS.md, "The look-ahead's step size").
 """
 from __future__ import annotations
 
