@@ -50,8 +50,9 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["RULES", "ForwardRules", "batch_norm_rule", "conv_rule", "max_pool_rule"]
+__all__ = ["CHANNELS_LAST_RULES", "RULES", "ForwardRules", "batch_norm_rule", "conv_channels_last_rule", "conv_rule", "max_pool_rule"]
 
 Rule = Callable[..., Any]
 RULES: dict[Callable[..., Any], Rule] = {}
@@ -180,14 +181,17 @@ class _MaxPoolChannelsLast(torch.autograd.Function):
     """Grad-mode max-pooling with indices computed on a channels-last copy (PyTorch's vectorised kernel).
 
     The values and indices equal the contiguous kernel's (flat ``h * W + w``, the first maximal
-    position); the backward is PyTorch's ``max_pool2d_with_indices_backward``.
+    position) and come back in the input's layout; the backward is PyTorch's
+    ``max_pool2d_with_indices_backward``.
     """
 
     @staticmethod
     def forward(x: Tensor, kernel: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        out, index = torch.ops.aten.max_pool2d_with_indices(
+        out, index = torch.ops.aten.max_pool2d_with_indices(  # (N, C, H // kh, W // kw), channels-last
             x.contiguous(memory_format=torch.channels_last), list(kernel), list(kernel), [0, 0], [1, 1], False)
-        return out.contiguous(), index.contiguous()
+        if x.is_contiguous(memory_format=torch.channels_last):
+            return out, index
+        return out.contiguous(), index.contiguous()  # the input's layout: random draws downstream follow it
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
@@ -269,18 +273,90 @@ def _conv_rule(conv: Callable[..., Tensor]) -> Rule:
     return rule
 
 
-conv_rule = _rule_for(F.conv2d)(_conv_rule(F.conv2d))
+@_rule_for(F.conv2d)
+def conv_rule(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
+              dilation: Any = 1, groups: int = 1) -> Tensor:
+    """``F.conv2d`` in forward mode without an input tangent: the zero-tangent term is skipped (:class:`_Conv`)."""
+    if not _forward_mode(weight, bias) or _has_tangent(input):  # with an input tangent PyTorch's formula is as cheap
+        return NotImplemented
+    return _Conv.apply(F.conv2d, input, weight, bias, (stride, padding, dilation, groups))
+
+
+def conv_channels_last_rule(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
+                            padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
+    """``F.conv2d`` on a channels-last input with a channels-last output, in forward or grad mode.
+
+    What follows (BatchNorm, ReLU, pooling, the next convolution) then runs in channels-last
+    too; in forward mode :func:`conv_rule` applies on top.
+    """
+    forward_mode = _forward_mode(input, weight, bias)
+    if input.dim() != 4 or not (forward_mode or torch.is_grad_enabled() and not _has_tangent(input, weight, bias)):
+        return NotImplemented
+    x = input.contiguous(memory_format=torch.channels_last)
+    out = conv_rule(x, weight, bias, stride, padding, dilation, groups)
+    if out is NotImplemented:
+        out = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return out.contiguous(memory_format=torch.channels_last)  # a 1-channel input gives a contiguous output
+
+
+CHANNELS_LAST_RULES: dict[Callable[..., Any], Rule] = {F.conv2d: conv_channels_last_rule}
+"""The rules :class:`ForwardRules` takes first with ``channels_last=True``."""
+
+
 _rule_for(F.conv1d)(_conv_rule(F.conv1d))
 _rule_for(F.conv3d)(_conv_rule(F.conv3d))
 
 
+class _RandomDraws(TorchDispatchMode):
+    """Notes whether any op that draws random numbers (``nondeterministic_seeded``) ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        if torch.Tag.nondeterministic_seeded in func.tags:
+            self.seen = True
+        return func(*args, **(kwargs or {}))
+
+
 class ForwardRules(TorchFunctionMode):
-    """While active, calls with a rule in :data:`RULES` use it when it applies (see the module's docstring)."""
+    """While active, calls with a rule in :data:`RULES` use it when it applies (see the module's docstring).
+
+    Args:
+        channels_last: also run 4-d convolutions, and so what follows them, in channels-last
+            memory format (:data:`CHANNELS_LAST_RULES`; PyTorch's CPU kernels for convolution,
+            BatchNorm and pooling are several times faster in it). A random draw's values
+            follow the memory layout (dropout masks), so :attr:`drew_random` tells whether
+            the block drew any: then its results may differ from a contiguous run's.
+    """
+
+    def __init__(self, channels_last: bool = False) -> None:
+        super().__init__()
+        self.channels_last = channels_last
+        self._draws: _RandomDraws | None = None
+
+    @property
+    def drew_random(self) -> bool:
+        """Whether a random op ran in the block (tracked with ``channels_last`` only)."""
+        return self._draws is not None and self._draws.seen
+
+    def __enter__(self) -> ForwardRules:
+        if self.channels_last:
+            self._draws = _RandomDraws()
+            self._draws.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        if self._draws is not None:
+            self._draws.__exit__(*exc)
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
-        rule = RULES.get(func)
+        rule = (CHANNELS_LAST_RULES.get(func) if self.channels_last else None) or RULES.get(func)
         if rule is not None:
             out = rule(*args, **kwargs)
             if out is not NotImplemented:

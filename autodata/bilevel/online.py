@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
@@ -89,13 +89,14 @@ class OnlineForwardMode(ForwardMode):
         rules: run the replay and the validation forward under
             :class:`~autodata.bilevel.jvp_rules.ForwardRules` (cheaper forward-mode rules for
             train-mode BatchNorm, non-overlapping max-pooling and a convolution without an
-            input tangent; max-pooling without indices in the validation forward; equal to
-            PyTorch's results to rounding); ``False``: PyTorch's own ops and formulas.
+            input tangent; channels-last convolutions while no random op (dropout) runs there;
+            equal to PyTorch's results to rounding); ``False``: PyTorch's own ops and formulas.
     """
 
     name: ClassVar[str] = "jvp-online"
     delayed: ClassVar[bool] = True
     rules: bool = True
+    _layout: _Layout = field(default_factory=lambda: _Layout(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,23 +105,40 @@ class OnlineForwardMode(ForwardMode):
 
     def bind(self, learner: MetaLearner) -> OnlineForwardMode:
         _check_delayed_fits(self, learner)
-        return self
+        return replace(self)  # its own layout choice per learner
 
     def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
         if self.rules and problem.train_jvp is not None:
-            problem = replace(problem, train_jvp=_under_rules(problem.train_jvp),
-                              meta_loss_at=_under_rules(problem.meta_loss_at))
+            problem = replace(problem, train_jvp=_under_rules(problem.train_jvp, self._layout),
+                              meta_loss_at=_under_rules(problem.meta_loss_at, self._layout))
         return super().__call__(problem)
+
+
+@dataclass
+class _Layout:
+    """Whether the replay and validation forward of a learner's ``jvp-online`` run in channels-last.
+
+    They do until one of them draws random numbers (dropout): the draws follow the memory
+    layout, so from then on both run in the layout of the real forward, and that call again.
+    """
+
+    channels_last: bool = True
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _under_rules(fn: _F) -> _F:
+def _under_rules(fn: _F, layout: _Layout) -> _F:
     """``fn`` run under :class:`~autodata.bilevel.jvp_rules.ForwardRules` (its backward runs outside, as usual)."""
 
     @functools.wraps(fn)
     def under_rules(*args: Any, **kwargs: Any) -> Any:
+        if layout.channels_last:
+            with ForwardRules(channels_last=True) as rules:
+                out = fn(*args, **kwargs)
+            if not rules.drew_random:
+                return out
+            layout.channels_last = False  # its dropout masks may differ from the real forward's: again
         with ForwardRules():
             return fn(*args, **kwargs)
 

@@ -163,7 +163,7 @@ def test_jvp_online_of_an_accumulated_step_equals_the_whole_batch() -> None:
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-14)
 
 
-def _cnn_update(method, dropout: float = 0.0) -> list[torch.Tensor]:
+def _cnn_update(method, dropout: float = 0.0, layouts: list[bool] | None = None) -> list[torch.Tensor]:
     """:func:`_update_of_first_step` on a float64 CNN with the layers the replay's rules cover
     (a first convolution without an input tangent, train-mode BatchNorm, non-overlapping max-pooling)."""
     torch.manual_seed(0)
@@ -186,6 +186,8 @@ def _cnn_update(method, dropout: float = 0.0) -> list[torch.Tensor]:
         before = [p.detach().clone() for p in mwn.parameters()]
         learner.step(x[:4], y[:4], xm, ym)
     assert learner.last.meta_updated
+    if layouts is not None:
+        layouts.append(learner.method._layout.channels_last)
     learner.close()
     return [b - p.detach() for b, p in zip(before, mwn.parameters())]
 
@@ -194,9 +196,12 @@ def _cnn_update(method, dropout: float = 0.0) -> list[torch.Tensor]:
 def test_jvp_online_with_its_rules_equals_the_double_backward_on_a_cnn(dropout: float) -> None:
     """The replay's rules (BatchNorm, max-pool, first convolution) keep ``jvp-online`` exact; PyTorch's formulas agree."""
     exact = _cnn_update("exact", dropout)
+    layouts: list[bool] = []
     for method in (OnlineForwardMode(), OnlineForwardMode(rules=False)):
-        for a, b in zip(_cnn_update(method, dropout), exact):
+        for a, b in zip(_cnn_update(method, dropout, layouts), exact):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
+    # channels-last while nothing draws random numbers; with dropout (masks follow the layout) the real forward's layout
+    assert layouts[0] == (dropout == 0.0)
 
 
 def test_jvp_online_rules_must_be_a_bool() -> None:

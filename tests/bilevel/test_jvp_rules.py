@@ -10,17 +10,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from autodata.bilevel.jvp_rules import RULES, ForwardRules
+from autodata.bilevel.jvp_rules import CHANNELS_LAST_RULES, RULES, ForwardRules
 from autodata.models import small_cnn
 
 
 def _dual_run(fn: Callable[..., Tensor], primals: list[Tensor | None], tangents: list[Tensor | None],
-              rules: bool) -> tuple[Tensor, Tensor]:
+              rules: bool, channels_last: bool = False) -> tuple[Tensor, Tensor]:
     """``fn(*duals)`` under forward AD (no grad), with or without :class:`ForwardRules`: (primal, tangent)."""
     with torch.no_grad(), fwAD.dual_level():
         args = [p if p is None or t is None else fwAD.make_dual(p, t) for p, t in zip(primals, tangents)]
         if rules:
-            with ForwardRules():
+            with ForwardRules(channels_last=channels_last):
                 out = fn(*args)
         else:
             out = fn(*args)
@@ -29,8 +29,8 @@ def _dual_run(fn: Callable[..., Tensor], primals: list[Tensor | None], tangents:
 
 
 def _assert_same_jvp(fn: Callable[..., Tensor], primals: list[Tensor | None], tangents: list[Tensor | None],
-                     spy: list[str] | None = None) -> None:
-    got = _dual_run(fn, primals, tangents, rules=True)
+                     channels_last: bool = False) -> None:
+    got = _dual_run(fn, primals, tangents, rules=True, channels_last=channels_last)
     expected = _dual_run(fn, primals, tangents, rules=False)
     torch.testing.assert_close(got[0], expected[0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got[1], expected[1], rtol=1e-10, atol=1e-12)
@@ -41,13 +41,14 @@ def _assert_same_jvp(fn: Callable[..., Tensor], primals: list[Tensor | None], ta
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the rules that applied (did not decline) during a test."""
     seen: list[str] = []
-    for func, rule in list(RULES.items()):
-        def spy(*args, _rule=rule, **kwargs):
-            out = _rule(*args, **kwargs)
-            if out is not NotImplemented:
-                seen.append(_rule.__name__)
-            return out
-        monkeypatch.setitem(RULES, func, spy)
+    for table in (RULES, CHANNELS_LAST_RULES):
+        for func, rule in list(table.items()):
+            def spy(*args, _rule=rule, **kwargs):
+                out = _rule(*args, **kwargs)
+                if out is not NotImplemented:
+                    seen.append(_rule.__name__)
+                return out
+            monkeypatch.setitem(table, func, spy)
     return seen
 
 
@@ -135,7 +136,7 @@ def test_conv_rule_equals_torch_forward_ad(conv, shape, groups: int, bias_tangen
     b = torch.randn(6, generator=g, dtype=torch.float64)
     tangents = [None, torch.randn_like(w), torch.randn_like(b) if bias_tangent else None]
     _assert_same_jvp(lambda x, w, b: conv(x, w, b, 1, 1, 1, groups), [x, w, b], tangents)
-    assert calls == [f"{conv.__name__}_rule"]
+    assert calls == ["conv_rule" if conv is F.conv2d else f"{conv.__name__}_rule"]
     _assert_same_jvp(lambda x, w, b: conv(x, w, b, 1, 1, 1, groups), [x, w, b], [torch.randn_like(x), *tangents[1:]])
     assert len(calls) == 1  # with an input tangent torch's formula runs
 
@@ -194,8 +195,9 @@ def test_the_mode_passes_other_calls_through(calls: list[str]) -> None:
     assert x.grad is not None and calls == []
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("model", ["small_cnn", "resnet_block"])
-def test_a_replayed_network_has_the_same_jvp_with_the_rules(model: str, calls: list[str]) -> None:
+def test_a_replayed_network_has_the_same_jvp_with_the_rules(model: str, channels_last: bool, calls: list[str]) -> None:
     """The whole forward-mode pass of a model along a parameter direction, as :meth:`Replay.train_jvp` runs it."""
     torch.manual_seed(0)
     if model == "small_cnn":
@@ -214,6 +216,24 @@ def test_a_replayed_network_has_the_same_jvp_with_the_rules(model: str, calls: l
         state.update({n: b.clone() for n, b in net.named_buffers()})
         return F.cross_entropy(functional_call(net, state, (x,)), y, reduction="none")
 
-    _assert_same_jvp(losses, [params[n] for n in names], [u[n] for n in names])
-    assert "batch_norm_rule" in calls and "conv2d_rule" in calls
+    _assert_same_jvp(losses, [params[n] for n in names], [u[n] for n in names], channels_last)
+    assert "batch_norm_rule" in calls and ("conv_channels_last_rule" if channels_last else "conv_rule") in calls
     assert ("max_pool_rule" in calls) == (model == "small_cnn")
+
+
+def test_channels_last_runs_what_follows_a_convolution_in_it_and_notes_random_draws() -> None:
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3))
+    x = torch.randn(2, 1, 8, 8)
+    inner = []
+    net[2].register_forward_hook(lambda m, i, out: inner.append(out.is_contiguous(memory_format=torch.channels_last)))
+    with ForwardRules(channels_last=True) as rules:
+        out = net(x)  # grad mode
+    assert inner == [True] and out.is_contiguous(memory_format=torch.channels_last) and not rules.drew_random
+    torch.testing.assert_close(out, net(x), rtol=1e-5, atol=1e-6)
+    with ForwardRules(channels_last=True) as rules:
+        F.dropout(net(x), 0.5)
+    assert rules.drew_random
+    with ForwardRules() as rules:
+        F.dropout(x, 0.5)
+        assert not net(x).is_contiguous(memory_format=torch.channels_last)
+    assert not rules.drew_random  # tracked with channels_last only
