@@ -16,6 +16,8 @@ to its grouped version; a layer with weights of any other type is an error (the 
 back to another engine). A ``forward`` that mixes channels (a softmax or a concatenation over
 them, a reshape that moves them) cannot be seen from the layers; the population's ``probe``
 compares the wide model with each member on an example batch and refuses on any difference.
+:func:`pool_before_relu` rewrites a wide model's ``max_pool2d(relu(x))`` as the equal
+``relu(max_pool2d(x))`` (:mod:`torch.fx`), which spares the wide activations a pass.
 
 Example:
     >>> from autodata.models import create_model
@@ -224,8 +226,8 @@ def pool_before_relu(model: nn.Module) -> nn.Module:
     ReLU is monotone; a window whose maximum is not positive passes no gradient either way),
     but ReLU and its backward then touch a quarter of the elements (a 2 x 2 pool). In the
     grouped model these are N-times-larger activations that fall out of a CPU's caches, so the
-    saving is larger there (small CNN, 8 members, 1x8x8: grouped 1.2x faster, one member's
-    loop 1.07x; ``BENCHMARKS.md``).
+    saving is larger there (small CNN, 8 members, 64 x 1x8x8, thread CPU time: the wide model of
+    all 8 about 1.2x faster in one run; the loop of members 1.0x to 1.1x, ``BENCHMARKS.md``).
 
     Args:
         model: any module (typically a :func:`widen` result).

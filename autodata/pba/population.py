@@ -30,11 +30,13 @@ losses, parameters, BatchNorm statistics and momentum up to float rounding).
 Which is faster depends on the device and the size of the activations. On a CPU (one thread,
 ``experiments/pba_throughput.py``): ``vmap`` is the slowest (each convolution becomes a grouped
 convolution, BatchNorm with batched weights unfused element-wise ops, plus the transforms'
-overhead); the grouped engine beats the loop when activations are small (8 x 8 digits), where
-per-op overhead dominates, and loses to it on 32 x 32 images, where N-times-larger activations
-fall out of the caches that one member's fit in. ``engine="auto"`` picks by that rule on a CPU
-(:func:`auto_engine`) and ``vmap`` on an accelerator, where one large kernel per layer
-replaces N small ones.
+overhead); the grouped engine saves the per-op overhead that dominates a member's step on
+small images (8 x 8 digits), but makes activations as many times larger as it groups members,
+and on a CPU they then fall out of the caches: it therefore groups only as many members as keep
+a wide model's input about :data:`GROUPED_CHUNK_ELEMENTS` numbers (:func:`grouped_chunk_size`).
+``engine="auto"`` picks it on a CPU when at least two members fit in one wide model
+(:func:`auto_engine`) and ``vmap`` on an accelerator, where one large kernel per layer replaces
+N small ones.
 
 Shape:
     - step: x :math:`(N, B, C, H, W)` (each member's own augmented images), y :math:`(B,)`;
@@ -341,7 +343,8 @@ class GroupedPopulation(StackedPopulation):
         losses = torch.empty(self.size, device=y.device)
         for lo, hi in self.chunks(x[0]):
             model, leaves = self._chunk(lo, hi)
-            model.train()
+            if not model.training:  # (Module.train walks every submodule: a tenth of a ms per call)
+                model.train()
             logits = self._member_logits(model(self._wide_input(x[lo:hi])), hi - lo)  # (n, B, K)
             n, b, k = logits.shape
             loss = F.cross_entropy(logits.reshape(n * b, k), y.repeat(n), reduction="none").view(n, b).mean(1)  # (n,)
@@ -378,6 +381,7 @@ class GroupedPopulation(StackedPopulation):
             wide = self._wide_input(x[0].unsqueeze(0).expand(self.size, *x[0].shape))
             evaluated = self._member_logits(self.model(wide), self.size)
         finally:
+            self.model.eval()  # the next step sets train mode again, dropout included
             for n, b in self.buffers.items():
                 b.copy_(saved[n])
         for i, member in enumerate(models or []):
@@ -394,9 +398,10 @@ class GroupedPopulation(StackedPopulation):
 
 
 def _channels_last_stack(p: Tensor) -> Tensor:
-    """A stacked (N, C_out, C_in, k, k) weight laid out so that ``p.flatten(0, 1)`` is a channels-last
-    view (a convolution takes a weight's layout as a hint: with one input channel the input's own
-    layout is ambiguous); other tensors as they are. Still a leaf that requires grad."""
+    """A stacked (N, C_out, C_in, k, k) weight laid out so that each member's weight ``p[i]`` is
+    channels-last, as the loop's models are (a convolution takes a weight's layout as a hint: with
+    one input channel the input's own layout is ambiguous); other tensors as they are. Still a
+    leaf that requires grad."""
     if p.dim() != 5:
         return p
     _, c_out, c_in, kh, kw = p.shape
