@@ -59,8 +59,9 @@ from autodata.pba.grouped import pool_before_relu, stacked_state, widen
 from autodata.train import TrainConfig
 
 __all__ = [
-    "ENGINE_CLASSES", "BasePopulation", "GroupedPopulation", "LoopPopulation", "StackedPopulation", "VmapPopulation",
-    "GROUPED_CHUNK_ELEMENTS", "GROUPED_MAX_ELEMENTS", "auto_engine", "grouped_chunk_size", "make_population", "prefers_channels_last", "sgd_settings", "sgd_update",
+    "ENGINE_CLASSES", "GROUPED_CHUNK_ELEMENTS", "GROUPED_MAX_ELEMENTS", "BasePopulation", "GroupedPopulation",
+    "LoopPopulation", "StackedPopulation", "VmapPopulation", "auto_engine", "grouped_chunk_size", "make_population",
+    "prefers_channels_last", "sgd_settings", "sgd_update",
 ]
 
 PopulationState = dict[str, Any]
@@ -518,18 +519,21 @@ ENGINE_CLASSES: dict[str, type[BasePopulation]] = {
 }
 """Engine name -> its population class (``"auto"`` picks one by device: :func:`make_population`)."""
 
-GROUPED_MAX_ELEMENTS = 8192
-"""On a CPU, ``"auto"`` groups the members only when one member's input batch (batch size x
-C x H x W) has at most this many numbers. Grouping saves per-op overhead but makes every
-activation N times larger, and a CPU's caches then lose more than the overhead saves
-(thread CPU time, population 8, small CNN: grouped/loop 1.43x at 64 x 1x8x8 = 4,096; 0.99x at
-64 x 1x16x16 = 16,384; 0.51x at 128 x 1x28x28; ``experiments/pba_throughput.py``, BENCHMARKS.md)."""
-
-
 GROUPED_CHUNK_ELEMENTS = 16384
 """The grouped engine puts ``max(1, GROUPED_CHUNK_ELEMENTS // e)`` members in one wide model,
-where ``e`` is one member's input batch (batch size x C x H x W): the wide model's activations
-then stay about as large as one member's at this input size (:func:`grouped_chunk_size`)."""
+where ``e`` is one member's input batch (batch size x C x H x W): a wide model then takes about
+16,384 numbers of input, which keeps its activations within reach of a CPU's caches. Measured (thread CPU
+time, population 8, small CNN, 2-core machine under load, ``experiments/pba_throughput.py``):
+at 64 x 1x8x8 four members per model 1.0x to 1.6x the loop, two 1.0x to 1.4x, all eight 0.9x to
+1.6x from run to run; at 64 x 1x16x16 two 1.1x to 1.2x, one 1.1x (BENCHMARKS.md)."""
+
+GROUPED_MAX_ELEMENTS = GROUPED_CHUNK_ELEMENTS // 2
+"""On a CPU, ``"auto"`` groups the members when at least two fit in one wide model: one
+member's input batch has at most this many numbers (8,192: 64 or 128 digits of 8 x 8; grouped
+1.1x to 1.6x the loop at 64 from run to run, 1.2x at 128). With one member per wide model the
+grouped engine is no population engine, but it still beat the loop for the small CNN (1.08x at
+64 x 1x16x16, 1.13x at 64 x 1x28x28, 1.16x at 128 x 3x32x32: the pool-first rewrite and the
+stacked SGD update); ``"auto"`` keeps the loop there, which takes any model."""
 
 
 def grouped_chunk_size(elements: int, size: int) -> int:
@@ -547,7 +551,8 @@ def grouped_chunk_size(elements: int, size: int) -> int:
 
 
 def auto_engine(device: torch.device, config: TrainConfig, example: tuple[Tensor, Tensor] | None) -> str:
-    """The engine ``"auto"`` picks: vmap off the CPU; on it, grouped for small inputs, else the loop.
+    """The engine ``"auto"`` picks: vmap off the CPU; on it, grouped when two members fit in one wide
+    model (:data:`GROUPED_MAX_ELEMENTS`), else the loop.
 
     Args:
         device: where the members live.
