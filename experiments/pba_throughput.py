@@ -12,9 +12,9 @@ On a CPU the clock is, by default, the CPU time of the process's one thread
 (``time.thread_time``, ``OMP_NUM_THREADS=1``): on a shared machine the wall clock also counts
 the time the scheduler gives other processes, which is noise here; ``--clock wall`` uses it.
 
-Usage (the figures in the PBA report):
-    OMP_NUM_THREADS=1 python experiments/pba_throughput.py --population 8 --steps 2 --rounds 5
-    OMP_NUM_THREADS=1 python experiments/pba_throughput.py --population 8 --image-size 8 --channels 1 --batch-size 64 --steps 10
+Usage (the figures in the PBA report; ``grouped:M``: at most M members per wide model):
+    OMP_NUM_THREADS=1 python experiments/pba_throughput.py --population 8 --image-size 8 --channels 1 --batch-size 64 --steps 1 --rounds 41 --engines loop,grouped,grouped_one,vmap,loop_pool_first
+    OMP_NUM_THREADS=1 python experiments/pba_throughput.py --population 8 --image-size 28 --channels 1 --batch-size 64 --steps 1 --rounds 11 --engines loop,grouped,grouped:2,grouped_one,loop_pool_first
     python experiments/pba_throughput.py --device cuda --model wrn_40_2 --population 16 --steps 20
 """
 from __future__ import annotations
