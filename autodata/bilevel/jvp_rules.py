@@ -178,11 +178,11 @@ class _MaxPoolWindows(torch.autograd.Function):
         return out.clone() if out is tangents[-1] else out
 
 class _MaxPoolChannelsLast(torch.autograd.Function):
-    """Grad-mode max-pooling with indices computed on a channels-last copy (PyTorch's vectorised kernel).
+    """Max-pooling with indices computed on a channels-last copy (PyTorch's vectorised kernel).
 
     The values and indices equal the contiguous kernel's (flat ``h * W + w``, the first maximal
     position) and come back in the input's layout; the backward is PyTorch's
-    ``max_pool2d_with_indices_backward``.
+    ``max_pool2d_with_indices_backward``, the tangent a gather at the indices (as PyTorch's).
     """
 
     @staticmethod
@@ -197,9 +197,20 @@ class _MaxPoolChannelsLast(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
         x, kernel = inputs
         ctx.save_for_backward(x, output[1])
+        ctx.save_for_forward(output[1])
         ctx.kernel = kernel
         ctx.mark_non_differentiable(output[1])
         ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: Tensor | None, _: Any) -> tuple[Tensor, None]:
+        (index,) = ctx.saved_tensors
+        n, c, h, w = x_t.shape
+        ho, wo = index.shape[-2:]
+        # gathered in (N, H * W, C): views of channels-last tensors, no copy
+        flat = x_t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(n, h * w, c)
+        picks = index.permute(0, 2, 3, 1).reshape(n, ho * wo, c)
+        return flat.gather(1, picks).view(n, ho, wo, c).permute(0, 3, 1, 2), None
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor | None, _: Any) -> tuple[Tensor | None, None]:
@@ -228,9 +239,10 @@ def max_pool_rule(input: Tensor, kernel_size: int | Sequence[int], stride: int |
         return NotImplemented
     if ceil_mode and (input.shape[-2] % kernel[0] or input.shape[-1] % kernel[1]):
         return NotImplemented
-    if grad_mode:
-        if input.dim() != 4:
-            return NotImplemented
+    channels_last = input.dim() == 4 and input.shape[1] > 1 and input.is_contiguous(memory_format=torch.channels_last)
+    if grad_mode and input.dim() != 4:
+        return NotImplemented
+    if grad_mode or channels_last:
         return _MaxPoolChannelsLast.apply(input, kernel)[0]
     return _MaxPoolWindows.apply(input, kernel)
 
@@ -293,6 +305,8 @@ def conv_channels_last_rule(input: Tensor, weight: Tensor, bias: Tensor | None =
     if input.dim() != 4 or not (forward_mode or torch.is_grad_enabled() and not _has_tangent(input, weight, bias)):
         return NotImplemented
     x = input.contiguous(memory_format=torch.channels_last)
+    if x.shape[1] == 1 and x.stride(1) != 1 and x.is_contiguous():  # the strides that make the output channels-last
+        x = x.as_strided(x.shape, (x.stride(0), 1, x.stride(2), x.stride(3)))
     out = conv_rule(x, weight, bias, stride, padding, dilation, groups)
     if out is NotImplemented:
         out = F.conv2d(x, weight, bias, stride, padding, dilation, groups)

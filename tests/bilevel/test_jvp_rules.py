@@ -105,12 +105,17 @@ def test_max_pool_rule_equals_torch_forward_ad(kernel, size, batched: bool, call
     assert calls == ["max_pool_rule"] * 2
 
 
-def test_max_pool_rule_takes_the_first_of_tied_maxima_as_torch(calls: list[str]) -> None:
-    """After a ReLU most windows tie at 0; rounded values tie elsewhere: the tangent is the first position's."""
-    x = torch.randn(6, 4, 12, 12, generator=_g(), dtype=torch.float64).round().relu()
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_max_pool_rule_takes_the_first_of_tied_maxima_as_torch(layout: torch.memory_format, calls: list[str]) -> None:
+    """After a ReLU most windows tie at 0; rounded values tie elsewhere: the tangent is the first position's.
+
+    Contiguous inputs take the fold over the windows, channels-last ones PyTorch's kernel and a gather.
+    """
+    x = torch.randn(6, 4, 13, 12, generator=_g(), dtype=torch.float64).round().relu().contiguous(memory_format=layout)
     assert (x == 0).float().mean() > 0.5
     for kernel in (2, 3):
-        _assert_same_jvp(lambda x: F.max_pool2d(x, kernel), [x], [torch.randn(x.shape, generator=_g(1), dtype=x.dtype)])
+        t = torch.randn(x.shape, generator=_g(1), dtype=x.dtype).contiguous(memory_format=layout)
+        _assert_same_jvp(lambda x: F.max_pool2d(x, kernel), [x], [t])
     assert calls == ["max_pool_rule"] * 2
 
 
