@@ -140,8 +140,8 @@ def main() -> None:
     print(f"PBA augmentation img/s: one call for the population {rate('augment_population')}, one call per member "
           f"{rate('augment_members')}")
     print(f"augment + train, {ref} with one augmentation call per member = 1:")
-    print(" | ".join(f"{e} + one call: {ratio(per_member, [r + a for r, a in zip(seconds[e], seconds['augment_population'])])}"
-                     for e in engines))
+    together = {e: [r + a for r, a in zip(seconds[e], seconds["augment_population"])] for e in engines}
+    print(" | ".join(f"{e} + one call: {ratio(per_member, together[e])}" for e in engines))
 
 if __name__ == "__main__":
     main()

@@ -208,14 +208,15 @@ class _LayerTracer(fx.Tracer):
 def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_function":
         return node.target in (F.relu, torch.relu) and not node.kwargs.get("inplace", False) and len(node.args) == 1
-    return node.op == "call_module" and type(modules[str(node.target)]) is nn.ReLU and not modules[str(node.target)].inplace
+    module = modules.get(str(node.target)) if node.op == "call_module" else None
+    return type(module) is nn.ReLU and not module.inplace
 
 
 def _is_max_pool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_function":
         return node.target is F.max_pool2d and not node.kwargs.get("return_indices", False) and len(node.args) < 7
-    return (node.op == "call_module" and type(modules[str(node.target)]) is nn.MaxPool2d
-            and not modules[str(node.target)].return_indices)
+    module = modules.get(str(node.target)) if node.op == "call_module" else None
+    return type(module) is nn.MaxPool2d and not module.return_indices
 
 
 def pool_before_relu(model: nn.Module) -> nn.Module:

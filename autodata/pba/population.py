@@ -293,8 +293,8 @@ class GroupedPopulation(StackedPopulation):
     def __init__(self, models: list[nn.Module], config: TrainConfig, channels_last: bool | None = None,
                  members_per_model: int | None = None, pool_first: bool = True) -> None:
         super().__init__(models, config)
-        if members_per_model is not None and (isinstance(members_per_model, bool) or not isinstance(members_per_model, int)
-                                              or members_per_model < 1):
+        per_model = members_per_model
+        if per_model is not None and (isinstance(per_model, bool) or not isinstance(per_model, int) or per_model < 1):
             raise ValueError(f"members_per_model must be None or an int >= 1, but got {members_per_model!r}.")
         self.members_per_model = members_per_model
         self.pool_first = pool_first
@@ -330,7 +330,8 @@ class GroupedPopulation(StackedPopulation):
         n, b, c = x.shape[:3]
         if self.channels_last and x.dim() == 5:
             h, w = x.shape[3:]
-            return x.permute(1, 3, 4, 0, 2).contiguous().view(b, h, w, n * c).permute(0, 3, 1, 2)  # channels-last memory
+            nhwc = x.permute(1, 3, 4, 0, 2).contiguous().view(b, h, w, n * c)  # (B, H, W, n * C), one copy
+            return nhwc.permute(0, 3, 1, 2)  # (B, n * C, H, W) in channels-last memory
         return x.transpose(0, 1).reshape(b, n * c, *x.shape[3:])
 
     @staticmethod
@@ -341,7 +342,7 @@ class GroupedPopulation(StackedPopulation):
         # each gradient in its parameter's layout (torch._foreach ops fall back to one slow
         # strided kernel per tensor when the layouts of their lists differ)
         grads = [torch.empty_like(p) for p in self.params.values()]
-        losses = torch.empty(self.size, device=y.device)
+        losses = torch.empty(self.size, dtype=grads[0].dtype, device=grads[0].device)
         for lo, hi in self.chunks(x[0]):
             model, leaves = self._chunk(lo, hi)
             if not model.training:  # (Module.train walks every submodule: a tenth of a ms per call)

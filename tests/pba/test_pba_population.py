@@ -260,7 +260,8 @@ def test_pool_before_relu_swaps_the_pair_and_keeps_values_and_gradients() -> Non
 def test_pool_before_relu_leaves_what_it_cannot_swap() -> None:
     from autodata.pba.grouped import pool_before_relu
 
-    for net in (_pool_net(nn.ReLU(inplace=True)), _pool_net(nn.Tanh()), _ItemNet()):  # in place, not a ReLU, untraceable
+    # a ReLU in place, no ReLU, a forward fx cannot trace
+    for net in (_pool_net(nn.ReLU(inplace=True)), _pool_net(nn.Tanh()), _ItemNet()):
         assert pool_before_relu(net) is net
 
 
