@@ -21,6 +21,10 @@ Every round times the same number of steps for every mode, a whole number of eve
 (``--steps`` is rounded up to a multiple of ``--every``), after a warm-up of one whole period:
 an every-k figure is the mean cost of a step over its periods, meta step included.
 
+Time: wall clock (``--clock wall``, the default) or the process's CPU time (``--clock cpu``,
+``time.process_time``: with one thread it is the step's own compute, much less sensitive to
+other jobs on a shared machine; CPU only).
+
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per mode; on the CPU, each mode runs
 in a fresh subprocess: after one warm-up period and ``malloc_trim``, the kernel's peak-RSS mark
 is reset (``/proc/self/clear_refs``) and the peak resident memory of one whole period (at least
@@ -175,15 +179,16 @@ def time_modes(args) -> dict[str, list[float]]:
         for _ in range(args.every):  # warm-up, a whole every-k period
             runs[name]()
     device = torch.device(args.device)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     per_step = {name: [] for name in table}
     for _ in range(args.rounds):
         for name, step in runs.items():
             _sync(device)
-            start = time.perf_counter()
+            start = clock()
             for _ in range(steps):
                 step()
             _sync(device)
-            per_step[name].append((time.perf_counter() - start) / steps)
+            per_step[name].append((clock() - start) / steps)
     return per_step
 
 
@@ -229,6 +234,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="small_cnn", help="small_cnn (1x28x28) or a create_model name (3x32x32)")
     parser.add_argument("--only", default=None, help="comma-separated modes (plain is always timed)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: time.perf_counter; cpu: the process's CPU time (time.process_time), steadier on "
+                             "a shared machine with one thread")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args()
 
@@ -247,7 +255,7 @@ def main() -> None:
             mem[name] = float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     print(f"{args.model}, batch {args.batch_size}, meta batch {args.meta_batch_size}, {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.rounds} rounds x {_period_steps(args)} steps")
+          f"{args.rounds} rounds x {_period_steps(args)} steps, {args.clock} clock")
     print(f"{'mode':<17} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}")
     for name, times in per_step.items():
         ratios = [t / p for t, p in zip(times, plain)]

@@ -50,7 +50,6 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = ["CHANNELS_LAST_RULES", "RULES", "ForwardRules", "batch_norm_rule", "conv_channels_last_rule", "conv_rule", "max_pool_rule"]
 
@@ -321,18 +320,56 @@ _rule_for(F.conv1d)(_conv_rule(F.conv1d))
 _rule_for(F.conv3d)(_conv_rule(F.conv3d))
 
 
-class _RandomDraws(TorchDispatchMode):
-    """Notes whether any op that draws random numbers (``nondeterministic_seeded``) ran."""
+def _random_states() -> list[Tensor]:
+    """The global random states: the CPU's and, once CUDA is in use, every device's."""
+    states = [torch.get_rng_state()]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states.extend(torch.cuda.get_rng_state_all())
+    return states
+
+
+class _RandomDraws:
+    """Whether modules' forwards drew random numbers, from the global random states at every module call.
+
+    A global pre-hook and a hook of the module's own, added after the user's hooks, compare the
+    states at each module's start and end with the previous ones: a draw anywhere in a Python
+    module's call (its forward, its own hooks) moves them between two checks. With fewer than
+    two checks (no Python module ran) it cannot tell and says it drew.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
         self.seen = False
+        self.events = 0
+        self._last: list[Tensor] | None = None
+        self._handles: list[Any] = []
+        self._hooked: set[int] = set()
 
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
-                           kwargs: dict[str, Any] | None = None) -> Any:
-        if torch.Tag.nondeterministic_seeded in func.tags:
+    def _check(self, *_: Any) -> None:
+        states = _random_states()
+        if self._last is not None and any(not torch.equal(a, b) for a, b in zip(states, self._last)):
             self.seen = True
-        return func(*args, **(kwargs or {}))
+        self._last, self.events = states, self.events + 1
+
+    def _pre_hook(self, module: torch.nn.Module, *_: Any) -> None:
+        self._check()
+        if id(module) not in self._hooked:  # after the module's own forward hooks (run after the global ones)
+            self._hooked.add(id(module))
+            self._handles.append(module.register_forward_hook(self._check, always_call=True))
+
+    @property
+    def drew(self) -> bool:
+        return self.seen or self.events < 2
+
+    def __enter__(self) -> _RandomDraws:
+        from torch.nn.modules.module import register_module_forward_pre_hook
+
+        self._handles = [register_module_forward_pre_hook(self._pre_hook)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles, self._hooked = [], set()
 
 
 class ForwardRules(TorchFunctionMode):
@@ -342,8 +379,10 @@ class ForwardRules(TorchFunctionMode):
         channels_last: also run 4-d convolutions, and so what follows them, in channels-last
             memory format (:data:`CHANNELS_LAST_RULES`; PyTorch's CPU kernels for convolution,
             BatchNorm and pooling are several times faster in it). A random draw's values
-            follow the memory layout (dropout masks), so :attr:`drew_random` tells whether
-            the block drew any: then its results may differ from a contiguous run's.
+            follow the memory layout (dropout masks), so :attr:`drew_random` tells whether a
+            module's call in the block drew any (the global random states move between module
+            hooks; draws that a module undoes itself, restoring the random state before it
+            returns, are not seen): then its results may differ from a contiguous run's.
     """
 
     def __init__(self, channels_last: bool = False) -> None:
@@ -353,8 +392,8 @@ class ForwardRules(TorchFunctionMode):
 
     @property
     def drew_random(self) -> bool:
-        """Whether a random op ran in the block (tracked with ``channels_last`` only)."""
-        return self._draws is not None and self._draws.seen
+        """Whether a module's forward in the block drew random numbers, or it cannot tell (``channels_last`` only)."""
+        return self._draws is not None and self._draws.drew
 
     def __enter__(self) -> ForwardRules:
         if self.channels_last:

@@ -236,9 +236,17 @@ def test_channels_last_runs_what_follows_a_convolution_in_it_and_notes_random_dr
     assert inner == [True] and out.is_contiguous(memory_format=torch.channels_last) and not rules.drew_random
     torch.testing.assert_close(out, net(x), rtol=1e-5, atol=1e-6)
     with ForwardRules(channels_last=True) as rules:
-        F.dropout(net(x), 0.5)
+        nn.Sequential(net, nn.Dropout(0.5))(x)  # a module's forward draws
+    assert rules.drew_random
+    functional = nn.Sequential(nn.Conv2d(1, 2, 3))
+    functional.register_forward_hook(lambda m, i, out: F.dropout(out, 0.5))  # inside the module's call
+    with ForwardRules(channels_last=True) as rules:
+        functional(x)
+    assert rules.drew_random
+    with ForwardRules(channels_last=True) as rules:
+        F.conv2d(x, torch.randn(2, 1, 3, 3))  # no module ran: it cannot tell
     assert rules.drew_random
     with ForwardRules() as rules:
-        F.dropout(x, 0.5)
+        nn.Sequential(net, nn.Dropout(0.5))(x)
         assert not net(x).is_contiguous(memory_format=torch.channels_last)
     assert not rules.drew_random  # tracked with channels_last only
