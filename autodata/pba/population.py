@@ -151,21 +151,29 @@ def sgd_update(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor],
                momentum: float, nesterov: bool, weight_decay: float) -> None:
     """``torch.optim.SGD``'s update (no dampening) on lists of tensors, with ``torch._foreach`` ops.
 
+    Every op is in place: a fresh tensor of the size of a stacked weight costs page faults on a
+    CPU (its allocation goes to the system), more than the arithmetic.
+
     Args:
         params: updated in place.
-        grads: their gradients (not changed).
+        grads: their gradients, used as scratch (overwritten).
         buffers: the momentum buffers, updated in place (``first``: set to the gradient).
         first: whether this is the first step (no momentum yet).
     """
     with torch.no_grad():
-        g = torch._foreach_add(grads, params, alpha=weight_decay) if weight_decay else list(grads)
+        g = grads
+        if weight_decay:
+            torch._foreach_add_(g, params, alpha=weight_decay)
         if momentum:
             if first:
                 torch._foreach_copy_(buffers, g)
             else:
                 torch._foreach_mul_(buffers, momentum)
                 torch._foreach_add_(buffers, g)
-            g = torch._foreach_add(g, buffers, alpha=momentum) if nesterov else buffers
+            if nesterov:
+                torch._foreach_add_(g, buffers, alpha=momentum)
+            else:
+                g = buffers
         torch._foreach_add_(params, g, alpha=-lr)
 
 
@@ -186,7 +194,8 @@ class StackedPopulation(BasePopulation):
     @abc.abstractmethod
     def gradients(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
         """The gradients of every member's loss on its images ``x[i]`` (one per parameter, in the
-        order of ``self.params``, each (N, ...)) and the losses (N,), detached."""
+        order of ``self.params``, each (N, ...)) and the losses (N,), detached. The gradients may
+        live in buffers that the next call (and :meth:`step`) overwrite."""
 
     def probe(self, x: Tensor, y: Tensor, models: list[nn.Module] | None = None) -> None:
         """Raise if this engine cannot train these members (nothing moves). Default: nothing to check."""
@@ -304,6 +313,7 @@ class GroupedPopulation(StackedPopulation):
             self.momentum_buffers = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self._template = copy.deepcopy(models[0]).to("meta")  # structure only
         self._chunks: dict[tuple[int, int], tuple[nn.Module, list[Tensor]]] = {}
+        self._grads: list[Tensor] | None = None
         self.model = self._chunk(0, self.size)[0]  # all members in one wide model (probe, inspection)
 
     def _chunk(self, lo: int, hi: int) -> tuple[nn.Module, list[Tensor]]:
@@ -340,8 +350,11 @@ class GroupedPopulation(StackedPopulation):
 
     def gradients(self, x: Tensor, y: Tensor) -> tuple[list[Tensor], Tensor]:
         # each gradient in its parameter's layout (torch._foreach ops fall back to one slow
-        # strided kernel per tensor when the layouts of their lists differ)
-        grads = [torch.empty_like(p) for p in self.params.values()]
+        # strided kernel per tensor when the layouts of their lists differ), in buffers kept from
+        # step to step (fresh ones of this size cost page faults on a CPU)
+        if self._grads is None:
+            self._grads = [torch.empty_like(p) for p in self.params.values()]
+        grads = self._grads
         losses = torch.empty(self.size, dtype=grads[0].dtype, device=grads[0].device)
         for lo, hi in self.chunks(x[0]):
             model, leaves = self._chunk(lo, hi)
