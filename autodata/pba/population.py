@@ -32,8 +32,11 @@ Which is faster depends on the device and the size of the activations. On a CPU 
 convolution, BatchNorm with batched weights unfused element-wise ops, plus the transforms'
 overhead); the grouped engine saves the per-op overhead that dominates a member's step on
 small images (8 x 8 digits), but makes activations as many times larger as it groups members,
-and on a CPU they then fall out of the caches: it therefore groups only as many members as keep
-a wide model's input about :data:`GROUPED_CHUNK_ELEMENTS` numbers (:func:`grouped_chunk_size`).
+and on a CPU they then fall out of the caches and, freed, go back to the system (glibc), to
+return as page faults at the next step: it therefore groups only as many members as keep a wide
+model's input about :data:`GROUPED_CHUNK_ELEMENTS` numbers (:func:`grouped_chunk_size`). Telling
+glibc to keep freed memory (``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``, a process
+setting) made the grouped engine 1.2x -> 1.5x the loop at 64 x 1x8x8 (BENCHMARKS.md).
 ``engine="auto"`` picks it on a CPU when at least two members fit in one wide model
 (:func:`auto_engine`) and ``vmap`` on an accelerator, where one large kernel per layer replaces
 N small ones.
@@ -279,8 +282,9 @@ class GroupedPopulation(StackedPopulation):
     one wide model over views of the stacked tensors (so one SGD update still covers them
     all); per chunk, one forward and one backward of plain autograd per step. Grouping saves
     per-op overhead, but makes every activation as many times larger as there are members in
-    the wide model, and a CPU's caches then lose more than the overhead saves: chunks keep the
-    activations in cache (:func:`grouped_chunk_size`). ``max_pool2d(relu(x))`` runs as
+    the wide model, and a CPU's caches and allocator (page faults on large fresh tensors) then
+    cost more than the overhead saves: chunks keep the activations small
+    (:func:`grouped_chunk_size`). ``max_pool2d(relu(x))`` runs as
     ``relu(max_pool2d(x))`` (:func:`~autodata.pba.grouped.pool_before_relu`, exact).
 
     Every layer with tensors must be in :data:`~autodata.pba.grouped.WIDE_LAYERS`, and the
