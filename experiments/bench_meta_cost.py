@@ -29,7 +29,8 @@ Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per mode; on the CPU, 
 in a fresh subprocess: after one warm-up period and ``malloc_trim``, the kernel's peak-RSS mark
 is reset (``/proc/self/clear_refs``) and the peak resident memory of one whole period (at least
 three steps, a meta step included) above the level at the reset is reported (Linux only;
-coarse, but the same yardstick for every mode).
+coarse, but the same yardstick for every mode; the allocator's retained heap makes it vary
+between runs, so ``--memory-repeats`` takes the median of several subprocesses).
 
 Usage:
     python experiments/bench_meta_cost.py --model small_cnn --batch-size 128 --steps 10 --rounds 5
@@ -237,6 +238,8 @@ def main() -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: time.perf_counter; cpu: the process's CPU time (time.process_time), steadier on "
                              "a shared machine with one thread")
+    parser.add_argument("--memory-repeats", type=int, default=1,
+                        help="CPU: fresh subprocesses per mode for the peak memory; the median is reported (and the range)")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args()
 
@@ -246,22 +249,25 @@ def main() -> None:
 
     per_step = time_modes(args)
     plain = per_step["plain"]
-    mem = {}
+    mem, mem_range = {}, {}
     for name in per_step:
         if torch.device(args.device).type == "cuda":
             mem[name] = peak_memory(args, name)
-        else:
-            cmd = [sys.executable, __file__, *sys.argv[1:], "--memory-of", name]
-            mem[name] = float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+            continue
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--memory-of", name]
+        reads = [float(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+                 for _ in range(args.memory_repeats)]
+        mem[name], mem_range[name] = statistics.median(reads), (min(reads), max(reads))
     print(f"{args.model}, batch {args.batch_size}, meta batch {args.meta_batch_size}, {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.rounds} rounds x {_period_steps(args)} steps, {args.clock} clock")
-    print(f"{'mode':<17} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}")
+    print(f"{'mode':<17} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}  {'peak MiB range':>15}")
     for name, times in per_step.items():
         ratios = [t / p for t, p in zip(times, plain)]
+        spread = f"{mem_range[name][0]:.1f}-{mem_range[name][1]:.1f}" if name in mem_range else ""
         print(
             f"{name:<17} {1000 * statistics.median(times):9.1f} {statistics.median(ratios):8.2f} "
-            f"{mem[name]:9.1f} {mem[name] / max(mem['plain'], 1e-9):8.2f}"
+            f"{mem[name]:9.1f} {mem[name] / max(mem['plain'], 1e-9):8.2f}  {spread:>15}"
         )
 
 
