@@ -1,4 +1,4 @@
-"""Cheaper forward-mode rules for the replay's JVP: train-mode BatchNorm, max-pooling, convolution.
+"""Cheaper rules for ``jvp-online``'s forward-mode replay and validation forward (CPU first).
 
 The forward-mode pass of the ``jvp`` methods (:meth:`~autodata.bilevel.replay.Replay.train_jvp`)
 pushes dual tensors through the model. PyTorch's own forward-AD formulas are correct but, on
@@ -10,25 +10,31 @@ the CPU, some cost far more than the primal op (BENCHMARKS.md, "Meta-step cost")
   ``native_batch_norm_backward`` computes for a gradient ``x_t``, in one fused kernel; the
   weight and bias tangents add ``x_hat * w_t + b_t`` in two passes.
 * Max-pooling with non-overlapping windows (``stride == kernel_size``, no padding, no
-  dilation): ``max_pool2d_with_indices`` plus a gather is replaced by a fold over the window's
-  offsets, strided views of the input: ``maximum`` for the primal and, for the tangent, the
-  tangent at the first position equal to the maximum (PyTorch's choice among ties), selected
-  by ``lerp`` with weights 0 and 1 (exact). In grad mode (the validation forward of
-  ``jvp-online``) the same pools take PyTorch's kernel on a channels-last copy, vectorised over
-  channels: the same values, indices and backward, several times faster than the contiguous
-  kernel on the CPU.
+  dilation). Contiguous (NCHW) input: a fold over the window's offsets, strided views of the
+  input: ``maximum`` for the primal and, for the tangent, the tangent at the first position
+  equal to the maximum (PyTorch's choice among ties), selected by ``lerp`` with weights 0 and 1
+  (exact). Channels-last input, and in grad mode (the validation forward): PyTorch's
+  channels-last kernel, vectorised over channels (several times faster than the NCHW one on
+  the CPU), with the same values and indices; the tangent is gathered at the indices, the
+  backward is PyTorch's.
 * Convolution: the generic formula convolves a zero tensor when the input has no tangent
   (the model's first layer); the rule skips it.
+* Layout (``ForwardRules(channels_last=True)``): 2-d convolutions, and so what follows them,
+  run in channels-last, where PyTorch's CPU convolution, BatchNorm and pooling kernels are
+  faster. Random draws follow the memory layout (dropout masks), so the mode notes whether a
+  module drew random numbers (:attr:`ForwardRules.drew_random`); the caller then runs again
+  in the contiguous layout (:mod:`autodata.bilevel.online`).
 
 :class:`ForwardRules` is a :class:`~torch.overrides.TorchFunctionMode` that routes these calls
-(:data:`RULES`, one entry per function) to :class:`torch.autograd.Function` s with hand-written
-``jvp`` staticmethods (``setup_context`` style: they also work under :func:`torch.func.jvp`).
-A rule applies only without grad mode and when some input carries a forward-AD tangent (the
-max-pool rule also in grad mode, without tangents); any other call, or an argument a rule does
-not handle (eval-mode BatchNorm, overlapping or padded pools, ``return_indices``), goes to
-PyTorch unchanged. Each rule equals PyTorch's own forward AD
-to rounding (float64 tests in ``tests/bilevel/test_jvp_rules.py``). With a NaN in a pooling
-window the pooled tangent may come from another position than PyTorch's (the loss is NaN then).
+(:data:`RULES` and :data:`CHANNELS_LAST_RULES`, one entry per function) to
+:class:`torch.autograd.Function` s with hand-written ``jvp`` staticmethods (``setup_context``
+style: they also work under :func:`torch.func.jvp`). A rule applies in forward mode (no grad
+mode, some input carries a forward-AD tangent); the max-pool and channels-last convolution
+rules also in grad mode without tangents. Any other call, or an argument a rule does not
+handle (eval-mode BatchNorm, overlapping or padded pools, ``return_indices``), goes to PyTorch
+unchanged. Each rule equals PyTorch's own forward AD, or gradient, to rounding (float64 tests
+in ``tests/bilevel/test_jvp_rules.py``). With a NaN in a pooling window the NCHW fold may take
+the tangent of another position than PyTorch's (the loss is NaN then).
 
 Example:
     >>> import torch.autograd.forward_ad as fwAD
@@ -51,7 +57,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["CHANNELS_LAST_RULES", "RULES", "ForwardRules", "batch_norm_rule", "conv_channels_last_rule", "conv_rule", "max_pool_rule"]
+__all__ = [
+    "CHANNELS_LAST_RULES", "RULES", "ForwardRules", "batch_norm_rule", "conv_channels_last_rule", "conv_rule",
+    "max_pool_rule",
+]
 
 Rule = Callable[..., Any]
 RULES: dict[Callable[..., Any], Rule] = {}
@@ -122,9 +131,9 @@ def batch_norm_rule(input: Tensor, running_mean: Tensor | None, running_var: Ten
                     weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
                     momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """``F.batch_norm`` in train mode through :class:`_BatchNormTrain`, in forward mode only; declines eval mode."""
-    if not _forward_mode(input, weight, bias) or not training or input.dim() < 2 or _has_tangent(running_mean, running_var):
+    if not _forward_mode(input, weight, bias) or not training or input.dim() < 2:
         return NotImplemented
-    if momentum is None:  # F.batch_norm's own default handling: a cumulative average needs a factor
+    if momentum is None or _has_tangent(running_mean, running_var):  # modules pass a factor; buffers are constants
         return NotImplemented
     return _BatchNormTrain.apply(input, weight, bias, running_mean, running_var, momentum, eps)[0]
 
@@ -176,6 +185,7 @@ class _MaxPoolWindows(torch.autograd.Function):
             out = torch.lerp(out, t, (v == pooled).to(x_t.dtype))  # exact for weights 0 and 1
         return out.clone() if out is tangents[-1] else out
 
+
 class _MaxPoolChannelsLast(torch.autograd.Function):
     """Max-pooling with indices computed on a channels-last copy (PyTorch's vectorised kernel).
 
@@ -217,7 +227,8 @@ class _MaxPoolChannelsLast(torch.autograd.Function):
             return None, None
         x, index = ctx.saved_tensors
         kernel = list(ctx.kernel)
-        return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, kernel, kernel, [0, 0], [1, 1], False, index), None
+        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(grad, x, kernel, kernel, [0, 0], [1, 1], False, index)
+        return grad_x, None
 
 
 @_rule_for(F.max_pool2d, torch.max_pool2d)
@@ -264,7 +275,8 @@ class _Conv(torch.autograd.Function):
     @staticmethod
     def jvp(ctx: Any, _: Any, x_t: Tensor | None, w_t: Tensor | None, b_t: Tensor | None, __: Any) -> Tensor:
         x, weight = ctx.saved_tensors
-        terms = [ctx.conv(a, b, None, *ctx.options) for a, b in ((x_t, weight), (x, w_t)) if a is not None and b is not None]
+        pairs = [(a, b) for a, b in ((x_t, weight), (x, w_t)) if a is not None and b is not None]
+        terms = [ctx.conv(a, b, None, *ctx.options) for a, b in pairs]
         out = terms[0] if terms else x.new_zeros(ctx.shape)
         for term in terms[1:]:
             out.add_(term)
@@ -276,21 +288,18 @@ class _Conv(torch.autograd.Function):
 def _conv_rule(conv: Callable[..., Tensor]) -> Rule:
     def rule(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
              dilation: Any = 1, groups: int = 1) -> Tensor:
-        if not _forward_mode(weight, bias) or _has_tangent(input):  # with an input tangent PyTorch's formula is as cheap
+        if not _forward_mode(weight, bias) or _has_tangent(input):  # with an input tangent PyTorch's is as cheap
             return NotImplemented
         return _Conv.apply(conv, input, weight, bias, (stride, padding, dilation, groups))
 
     rule.__name__ = rule.__qualname__ = f"{conv.__name__}_rule"
+    rule.__doc__ = f"``F.{conv.__name__}`` in forward mode, no input tangent: no zero-tangent term (:class:`_Conv`)."
     return rule
 
 
-@_rule_for(F.conv2d)
-def conv_rule(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
-              dilation: Any = 1, groups: int = 1) -> Tensor:
-    """``F.conv2d`` in forward mode without an input tangent: the zero-tangent term is skipped (:class:`_Conv`)."""
-    if not _forward_mode(weight, bias) or _has_tangent(input):  # with an input tangent PyTorch's formula is as cheap
-        return NotImplemented
-    return _Conv.apply(F.conv2d, input, weight, bias, (stride, padding, dilation, groups))
+conv_rule = _rule_for(F.conv2d)(_conv_rule(F.conv2d))
+_rule_for(F.conv1d)(_conv_rule(F.conv1d))
+_rule_for(F.conv3d)(_conv_rule(F.conv3d))
 
 
 def conv_channels_last_rule(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
@@ -314,10 +323,6 @@ def conv_channels_last_rule(input: Tensor, weight: Tensor, bias: Tensor | None =
 
 CHANNELS_LAST_RULES: dict[Callable[..., Any], Rule] = {F.conv2d: conv_channels_last_rule}
 """The rules :class:`ForwardRules` takes first with ``channels_last=True``."""
-
-
-_rule_for(F.conv1d)(_conv_rule(F.conv1d))
-_rule_for(F.conv3d)(_conv_rule(F.conv3d))
 
 
 def _random_states() -> list[Tensor]:
