@@ -11,7 +11,8 @@ parameter (Baydin et al. 2018 use the same idea for a learning rate). ``jvp-onli
 (:class:`OnlineForwardMode`) takes the same hypergradient exactly, by the forward-mode pass of
 :class:`~autodata.bilevel.hypergrad.ForwardMode` instead of finite differences; its replay (and
 validation forward) run under the cheaper rules of :mod:`~autodata.bilevel.jvp_rules` (train-mode
-BatchNorm, non-overlapping max-pooling, a first convolution without an input tangent).
+BatchNorm, non-overlapping max-pooling, a first convolution without an input tangent, and
+channels-last convolutions until a module draws random numbers there; exact all the same).
 
 Both define the hypergradient of the real step ``t`` just taken: with ``theta_t`` the parameters
 before it, ``g_t(phi) = grad_theta mean(w(l_t; phi) * l_t(theta_t))`` on its recorded batch
