@@ -207,3 +207,12 @@ def test_jvp_online_with_its_rules_equals_the_double_backward_on_a_cnn(dropout: 
 def test_jvp_online_rules_must_be_a_bool() -> None:
     with pytest.raises(ValueError, match="rules must be a bool, but got 'yes'"):
         OnlineForwardMode(rules="yes")
+
+
+def test_jvp_online_layout_choice_is_per_learner() -> None:
+    """One method object, two learners: dropout in one does not take channels-last from the other."""
+    method, layouts = OnlineForwardMode(), []
+    _cnn_update(method, 0.3, layouts)
+    _cnn_update(method, 0.0, layouts)
+    assert layouts == [False, True]
+    assert method._layout.channels_last  # the shared object itself is untouched: bind() gives each learner a copy
