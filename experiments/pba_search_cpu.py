@@ -27,7 +27,8 @@ Usage (the figures in the PBA report; the defaults are its setting):
 Fashion-MNIST (the figures of the PBA report's Fashion-MNIST part; ``--out`` defaults to
 policies/pba_searched_fmnist_small.json and ``--workdir`` to runs/pba_search_cpu_fashion_mnist):
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --dataset fashion_mnist \
-        --n-train 4000 --val-per-class 100 --epochs 30 --population 8 --interval 3 --engine loop --stage search
+        --n-train 2000 --val-per-class 100 --epochs 30 --batch-size 32 --population 8 --interval 3 --engine loop --stage search
+    (then the same flags with --stage quality --seeds 0,1,2,3,4 and --stage members --seeds 0,1,2)
 
 Stage ``members`` replays every member's lineage (from the search's checkpoint), one row per
 distinct lineage, with the member's last validation accuracy: do the members that were
