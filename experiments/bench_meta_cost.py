@@ -67,12 +67,15 @@ def _setup(args):
     else:
         model, shape = create_model(args.model, num_classes=10), (3, 32, 32)
     model = model.to(device)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch_size, *shape, generator=g).to(device)
     y = torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
     xm = torch.randn(args.meta_batch_size, *shape, generator=g).to(device)
     ym = torch.randint(0, 10, (args.meta_batch_size,), generator=g).to(device)
+    x, xm = x.contiguous(memory_format=layout), xm.contiguous(memory_format=layout)
     return model, optimizer, (x, y, xm, ym)
 
 
@@ -234,6 +237,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=10, help="k of the every-k modes")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="small_cnn", help="small_cnn (1x28x28) or a create_model name (3x32x32)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="model and batches in channels-last for every mode (plain included)")
     parser.add_argument("--only", default=None, help="comma-separated modes (plain is always timed)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: time.perf_counter; cpu: the process's CPU time (time.process_time), steadier on "
