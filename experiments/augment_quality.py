@@ -21,6 +21,7 @@ Usage (the figures in BENCHMARKS.md, "Augmentation policy quality"):
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/augment_quality.py --model resnet20 \\
         --n-train 2000 --epochs 20 --seeds 0,1 --n-test 5000 --eval-every 10 --eval-batch-size 250 \\
         --policies dada_reduced_cifar10,identity,trivialaugment,randaugment --out quality.json
+    # the long-training regime (crop/flip alone overfits): --n-train 500 --epochs 60 --seeds 0,1,2,3,4 --eval-every 20
 """
 from __future__ import annotations
 
