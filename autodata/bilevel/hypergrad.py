@@ -82,11 +82,13 @@ import abc
 import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
+
+from autodata.bilevel.jvp_rules import Layout, under_rules
 
 if TYPE_CHECKING:
     from autodata.bilevel.engine import MetaLearner
@@ -434,18 +436,35 @@ class ForwardMode(HypergradientMethod):
         radius: finite-difference radius for the augmentation's parameters only. Its default,
             1e-2, is DARTS's: the radius study that set :class:`FiniteDifference`'s 1e-3 measured
             the reweighter's differences, not the augmentation's.
+        rules: run the forward-mode pass and the validation forward under
+            :class:`~autodata.bilevel.jvp_rules.ForwardRules` (cheaper forward-mode rules for
+            train-mode BatchNorm, non-overlapping max-pooling and a convolution without an
+            input tangent; channels-last convolutions while no random op (dropout) runs there;
+            equal to PyTorch's results to rounding), see
+            :func:`~autodata.bilevel.jvp_rules.under_rules`; ``False``: PyTorch's own ops and
+            formulas.
     """
 
     name: ClassVar[str] = "jvp"
     exact: ClassVar[bool] = True
     radius: float = 1e-2
+    rules: bool = True
+    _layout: Layout = field(default_factory=Layout, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_radius(self.radius)
+        if not isinstance(self.rules, bool):
+            raise ValueError(f"rules must be a bool, but got {self.rules!r}.")
+
+    def bind(self, learner: MetaLearner) -> ForwardMode:
+        return replace(self)  # its own layout choice per learner
 
     def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
         if problem.train_jvp is None:
-            raise ValueError("method='jvp' needs the problem's train_jvp (the engine gives it), but got None.")
+            raise ValueError(f"method={self.name!r} needs the problem's train_jvp (the engine gives it), but got None.")
+        if self.rules:
+            problem = replace(problem, train_jvp=under_rules(problem.train_jvp, self._layout),
+                              meta_loss_at=under_rules(problem.meta_loss_at, self._layout))
         names, u, meta_loss = lookahead_direction(problem)
         own, augment = _split(problem)
         theta = {n: problem.params[n].detach() for n in names}

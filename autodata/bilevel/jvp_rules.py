@@ -23,7 +23,8 @@ the CPU, some cost far more than the primal op (BENCHMARKS.md, "Meta-step cost")
   run in channels-last, where PyTorch's CPU convolution, BatchNorm and pooling kernels are
   faster. Random draws follow the memory layout (dropout masks), so the mode notes whether a
   module drew random numbers (:attr:`ForwardRules.drew_random`); the caller then runs again
-  in the contiguous layout (:mod:`autodata.bilevel.online`).
+  in the contiguous layout (:func:`under_rules`, which the ``jvp`` and ``jvp-online`` methods
+  wrap their replay and validation forward in).
 
 :class:`ForwardRules` is a :class:`~torch.overrides.TorchFunctionMode` that routes these calls
 (:data:`RULES` and :data:`CHANNELS_LAST_RULES`, one entry per function) to
@@ -48,8 +49,10 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -58,8 +61,8 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 __all__ = [
-    "CHANNELS_LAST_RULES", "RULES", "ForwardRules", "batch_norm_rule", "conv_channels_last_rule", "conv_rule",
-    "max_pool_rule",
+    "CHANNELS_LAST_RULES", "RULES", "ForwardRules", "Layout", "batch_norm_rule", "conv_channels_last_rule",
+    "conv_rule", "max_pool_rule", "under_rules",
 ]
 
 Rule = Callable[..., Any]
@@ -420,3 +423,46 @@ class ForwardRules(TorchFunctionMode):
             if out is not NotImplemented:
                 return out
         return func(*args, **kwargs)
+
+
+@dataclass
+class Layout:
+    """Whether the calls that :func:`under_rules` wraps (for one learner) run in channels-last.
+
+    They do until one of them draws random numbers (dropout): the draws follow the memory
+    layout, so from then on they run in the layout of the real forward, and that call again.
+    """
+
+    channels_last: bool = True
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def under_rules(fn: _F, layout: Layout) -> _F:
+    """``fn`` run under :class:`ForwardRules` (a backward of its result runs outside, as usual).
+
+    In channels-last while ``layout.channels_last``; a call that drew random numbers there
+    turns it off and runs again in the contiguous layout. ``fn`` must replay its random draws
+    (a recorded forward, or a forked random state) for the second run to equal a contiguous one.
+
+    Args:
+        fn: the replay or validation forward of a hypergradient method.
+        layout: the learner's layout choice, shared by the calls it wraps and updated here.
+
+    Returns:
+        ``fn`` under the rules, with its signature.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if layout.channels_last:
+            with ForwardRules(channels_last=True) as rules:
+                out = fn(*args, **kwargs)
+            if not rules.drew_random:
+                return out
+            layout.channels_last = False  # its dropout masks may differ from the real forward's: again
+        with ForwardRules():
+            return fn(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]

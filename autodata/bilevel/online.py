@@ -30,16 +30,13 @@ and replayed): a forward whose real step was not taken (unannounced accumulation
 """
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from autodata.bilevel.hypergrad import FiniteDifference, ForwardMode, HypergradientMethod, MetaProblem, register
-from autodata.bilevel.jvp_rules import ForwardRules
 from autodata.bilevel.replay import RecordedForward
 
 if TYPE_CHECKING:
@@ -91,59 +88,16 @@ class OnlineForwardMode(ForwardMode):
             :class:`~autodata.bilevel.jvp_rules.ForwardRules` (cheaper forward-mode rules for
             train-mode BatchNorm, non-overlapping max-pooling and a convolution without an
             input tangent; channels-last convolutions while no random op (dropout) runs there;
-            equal to PyTorch's results to rounding); ``False``: PyTorch's own ops and formulas.
+            equal to PyTorch's results to rounding), as ``jvp``'s; ``False``: PyTorch's own ops
+            and formulas.
     """
 
     name: ClassVar[str] = "jvp-online"
     delayed: ClassVar[bool] = True
-    rules: bool = True
-    _layout: _Layout = field(default_factory=lambda: _Layout(), init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.rules, bool):
-            raise ValueError(f"rules must be a bool, but got {self.rules!r}.")
 
     def bind(self, learner: MetaLearner) -> OnlineForwardMode:
         _check_delayed_fits(self, learner)
         return replace(self)  # its own layout choice per learner
-
-    def __call__(self, problem: MetaProblem) -> tuple[list[Tensor], Tensor]:
-        if self.rules and problem.train_jvp is not None:
-            problem = replace(problem, train_jvp=_under_rules(problem.train_jvp, self._layout),
-                              meta_loss_at=_under_rules(problem.meta_loss_at, self._layout))
-        return super().__call__(problem)
-
-
-@dataclass
-class _Layout:
-    """Whether the replay and validation forward of a learner's ``jvp-online`` run in channels-last.
-
-    They do until one of them draws random numbers (dropout): the draws follow the memory
-    layout, so from then on both run in the layout of the real forward, and that call again.
-    """
-
-    channels_last: bool = True
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _under_rules(fn: _F, layout: _Layout) -> _F:
-    """``fn`` run under :class:`~autodata.bilevel.jvp_rules.ForwardRules` (its backward runs outside, as usual)."""
-
-    @functools.wraps(fn)
-    def under_rules(*args: Any, **kwargs: Any) -> Any:
-        if layout.channels_last:
-            with ForwardRules(channels_last=True) as rules:
-                out = fn(*args, **kwargs)
-            if not rules.drew_random:
-                return out
-            layout.channels_last = False  # its dropout masks may differ from the real forward's: again
-        with ForwardRules():
-            return fn(*args, **kwargs)
-
-    return under_rules  # type: ignore[return-value]
 
 
 @dataclass

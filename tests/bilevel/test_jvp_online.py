@@ -8,7 +8,8 @@ from torch import nn
 
 from autodata import MetaLearner, MetaWeightNet
 from autodata.augment import DifferentiablePolicy
-from autodata.bilevel import FiniteDifference, Online, OnlineForwardMode
+from autodata.bilevel import FiniteDifference, ForwardMode, Online, OnlineForwardMode
+from autodata.bilevel import jvp_rules
 from autodata.testing.hypergradients import numeric_hypergradient
 from hypergrad_problem import OPTIMIZERS, setup_problem
 
@@ -202,6 +203,41 @@ def test_jvp_online_with_its_rules_equals_the_double_backward_on_a_cnn(dropout: 
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
     # channels-last while nothing draws random numbers; with dropout (masks follow the layout) the real forward's layout
     assert layouts[0] == (dropout == 0.0)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_jvp_with_its_rules_equals_the_double_backward_on_a_cnn(dropout: float) -> None:
+    """``jvp`` (applied at once) under the same rules as ``jvp-online``: its forward-mode pass and
+    validation forward stay exact on BatchNorm, max-pooling, a first convolution and dropout."""
+    exact = _cnn_update("exact", dropout)
+    layouts: list[bool] = []
+    for method in (ForwardMode(), ForwardMode(rules=False)):
+        for a, b in zip(_cnn_update(method, dropout, layouts), exact):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
+    assert layouts[0] == (dropout == 0.0)
+
+
+@pytest.mark.parametrize("method", [ForwardMode, OnlineForwardMode])
+def test_rules_false_is_pytorchs_own_path(method, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rules=False`` never enters :class:`ForwardRules` (PyTorch's ops and formulas); the default does, in
+    channels-last on a model without dropout, and no call needs a second, contiguous run."""
+    entered: list[bool] = []
+    enter = jvp_rules.ForwardRules.__enter__
+
+    def counting_enter(self):
+        entered.append(self.channels_last)
+        return enter(self)
+
+    monkeypatch.setattr(jvp_rules.ForwardRules, "__enter__", counting_enter)
+    _cnn_update(method(rules=False))
+    assert entered == []
+    _cnn_update(method())
+    assert entered == [True, True]  # the validation forward, then the forward-mode pass
+
+
+def test_jvp_rules_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="rules must be a bool, but got 1"):
+        ForwardMode(rules=1)
 
 
 def test_jvp_online_rules_must_be_a_bool() -> None:
