@@ -212,11 +212,38 @@ def _is_relu(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return type(module) is nn.ReLU and not module.inplace
 
 
+def _all_equal(v: object, value: int) -> bool:
+    """Whether an int or a tuple of ints (a pooling option) is ``value`` in every dimension."""
+    items = v if isinstance(v, (tuple, list)) else (v,)
+    return all(isinstance(i, int) and i == value for i in items)
+
+
 def _is_max_pool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """A max-pool whose every window holds an element of the input: with padding and dilation a
+    window can fall wholly in the padding (its maximum -inf, not relu's 0), so not both."""
     if node.op == "call_function":
-        return node.target is F.max_pool2d and not node.kwargs.get("return_indices", False) and len(node.args) < 7
-    module = modules.get(str(node.target)) if node.op == "call_module" else None
-    return type(module) is nn.MaxPool2d and not module.return_indices
+        if node.target is not F.max_pool2d or len(node.args) >= 7 or node.kwargs.get("return_indices", False):
+            return False
+        options = dict(zip(("padding", "dilation"), node.args[3:5]))
+        padding, dilation = node.kwargs.get("padding", options.get("padding", 0)), node.kwargs.get(
+            "dilation", options.get("dilation", 1))
+    else:
+        module = modules.get(str(node.target)) if node.op == "call_module" else None
+        if type(module) is not nn.MaxPool2d or module.return_indices:
+            return False
+        padding, dilation = module.padding, module.dilation
+    return _all_equal(padding, 0) or _all_equal(dilation, 1)
+
+
+def _trace(model: nn.Module, training: bool) -> fx.Graph:
+    """``model``'s graph traced with every module in train (or eval) mode; the modes are restored."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.train(training)
+        return _LayerTracer().trace(model)
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def pool_before_relu(model: nn.Module) -> nn.Module:
@@ -229,6 +256,11 @@ def pool_before_relu(model: nn.Module) -> nn.Module:
     grouped model these are N-times-larger activations that fall out of a CPU's caches, so the
     saving is larger there (small CNN, 8 members, 64 x 1x8x8, thread CPU time: the wide model of
     all 8 about 1.2x faster in one run; the loop of members 1.0x to 1.1x, ``BENCHMARKS.md``).
+
+    A trace fixes what the model's own code reads from ``self.training`` (a functional dropout's
+    ``training=self.training``); a model whose graph differs between train and eval mode is kept
+    as it is, as is a max-pool with both padding and dilation (a window may then lie wholly in
+    the padding: ``-inf`` against ReLU's 0).
 
     Args:
         model: any module (typically a :func:`widen` result).
@@ -243,7 +275,9 @@ def pool_before_relu(model: nn.Module) -> nn.Module:
         True
     """
     try:
-        graph = _LayerTracer().trace(model)
+        graph = _trace(model, True)
+        if str(graph) != str(_trace(model, False)):  # its code reads ``self.training``, which a trace fixes
+            return model
     except Exception:  # data-dependent control flow, unsupported Python: keep the model as it is
         return model
     modules = dict(model.named_modules())
@@ -261,4 +295,5 @@ def pool_before_relu(model: nn.Module) -> nn.Module:
         return model
     graph.lint()
     out = fx.GraphModule(model, graph, class_name=type(model).__name__)
-    return out.train(model.training)
+    out.training = model.training  # its layers are the model's own, modes as they are (not out.train())
+    return out

@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from autodata.models import create_model, with_normalization
@@ -278,3 +279,49 @@ def test_grouped_engine_runs_channels_last_as_the_loop_does(per_model: int) -> N
     assert len(seen) == len(pop.chunks(torch.rand(B, 1, 8, 8)))
     for out in seen:
         assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+
+
+class _FunctionalDropoutNet(nn.Module):
+    """relu -> max-pool, then a functional dropout that reads ``self.training`` (a trace would fix it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 3 * 3, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv(x)), 2)
+        return self.fc(F.dropout(x.flatten(1), 0.5, self.training))
+
+
+def test_pool_before_relu_keeps_a_model_whose_code_reads_its_mode() -> None:
+    from autodata.pba.grouped import pool_before_relu
+
+    for training in (True, False):
+        torch.manual_seed(0)
+        net = _FunctionalDropoutNet().train(training)
+        assert pool_before_relu(net) is net
+        assert net.training is training
+    # the grouped engine built from members in train mode evaluates without dropout
+    torch.manual_seed(0)
+    members = [_FunctionalDropoutNet() for _ in range(2)]
+    pop = GroupedPopulation(members, TrainConfig(), channels_last=False, members_per_model=2)
+    x = torch.rand(5, 1, 8, 8)
+    want = torch.stack([m.eval()(x) for m in members])
+    torch.testing.assert_close(pop.logits(x), want, atol=1e-5, rtol=1e-4)
+
+
+def test_pool_before_relu_keeps_a_pool_with_padding_and_dilation() -> None:
+    """With both, a window may lie wholly in the padding: max-pool gives -inf there, ReLU first 0."""
+    from autodata.pba.grouped import pool_before_relu
+
+    net = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2, stride=1, padding=1, dilation=3))
+    x = torch.randn(1, 1, 2, 2)
+    assert torch.isinf(net(x)).all()  # the known answer: the only window is all padding
+    assert pool_before_relu(net) is net
+    for pool in (nn.MaxPool2d(2, padding=1), nn.MaxPool2d(2, dilation=2)):  # one of them alone: swapped, equal
+        net = nn.Sequential(nn.ReLU(), pool)
+        fast = pool_before_relu(net)
+        assert fast is not net
+        x = torch.randn(2, 1, 7, 7)
+        torch.testing.assert_close(fast(x), net(x), atol=0, rtol=0)
