@@ -13,8 +13,9 @@ of the same rounds. Modes:
   approximate, ``last`` looks ahead on the classifier only);
 * ``fd-1sided``, ``online-1sided``: ``fd`` and ``online`` with one-sided differences from the
   real forward's losses (``one_sided=True``);
-* ``jvp-online-torch``: ``jvp-online`` with PyTorch's own forward-AD formulas in the replay
-  (``OnlineForwardMode(rules=False)``), the cost before :mod:`autodata.bilevel.jvp_rules`;
+* ``jvp-online-torch``, ``jvp-torch``: ``jvp-online`` and ``jvp`` with PyTorch's own
+  forward-AD formulas in the replay and validation forward (``OnlineForwardMode(rules=False)``,
+  ``ForwardMode(rules=False)``), the cost before :mod:`autodata.bilevel.jvp_rules`;
 * ``jvp/k``, ``exact/k``, ``last/k``: the same with a meta update every k steps.
 
 Every round times the same number of steps for every mode, a whole number of every-k periods
@@ -55,7 +56,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from autodata import MetaLearner, MetaWeightNet
-from autodata.bilevel import FiniteDifference, HypergradientMethod, Online, OnlineForwardMode
+from autodata.bilevel import FiniteDifference, ForwardMode, HypergradientMethod, Online, OnlineForwardMode
 from autodata.models import create_model, small_cnn
 
 
@@ -150,6 +151,7 @@ def modes(k: int, only: str | None = None) -> dict:
         "fd-1sided": _autodata(FiniteDifference(one_sided=True), 1),
         "online-1sided": _autodata(Online(one_sided=True), 1),
         "jvp-online-torch": _autodata(OnlineForwardMode(rules=False), 1),
+        "jvp-torch": _autodata(ForwardMode(rules=False), 1),
         f"jvp/{k}": _autodata("jvp", k),
         f"exact/{k}": _autodata("exact", k),
         f"last/{k}": _autodata("last", k),

@@ -40,8 +40,9 @@ second-order ones refuse them (aot_autograd and DDP do not support double backwa
   through the weights. With ``u`` as below, ``d L_meta / d phi = (1/B) sum_i (d w_i / d phi)
   <u, grad l_i(theta)>``: the ``B`` directional derivatives ``<u, grad l_i>`` come at once from
   one forward-mode JVP of the per-sample losses along ``u`` (replayed: same batch, dropout masks,
-  BatchNorm in train mode on copied buffers), then one backward through the reweighter. For a
-  learnable augmentation's parameters (the input depends on them), central differences as
+  BatchNorm in train mode on copied buffers), then one backward through the reweighter. The
+  JVP and the validation forward run under the cheaper rules of :mod:`~autodata.bilevel.jvp_rules`
+  (``rules=True``, exact all the same). For a learnable augmentation's parameters (the input depends on them), central differences as
   ``fd`` (reverse-over-forward through the losses' JVP is not supported by every op).
 * ``exact`` (:class:`Exact`): autograd through the update (second order, ``create_graph=True``).
 * ``fd`` (:class:`FiniteDifference`, options ``radius``, ``one_sided``): DARTS-style finite

@@ -1,4 +1,4 @@
-"""Cheaper rules for ``jvp-online``'s forward-mode replay and validation forward (CPU first).
+"""Cheaper rules for the forward-mode pass and validation forward of ``jvp`` and ``jvp-online`` (CPU first).
 
 The forward-mode pass of the ``jvp`` methods (:meth:`~autodata.bilevel.replay.Replay.train_jvp`)
 pushes dual tensors through the model. PyTorch's own forward-AD formulas are correct but, on
