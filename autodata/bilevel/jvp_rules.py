@@ -442,8 +442,9 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def under_rules(fn: _F, layout: Layout) -> _F:
     """``fn`` run under :class:`ForwardRules` (a backward of its result runs outside, as usual).
 
-    In channels-last while ``layout.channels_last``; a call that drew random numbers there
-    turns it off and runs again in the contiguous layout. ``fn`` must replay its random draws
+    In channels-last while ``layout.channels_last``; a call that drew random numbers there, or
+    raised a ``RuntimeError`` (a model's ``x.view(B, -1)`` needs contiguous strides), turns it
+    off and runs again in the contiguous layout. ``fn`` must replay its random draws
     (a recorded forward, or a forked random state) for the second run to equal a contiguous one.
 
     Args:
@@ -457,11 +458,15 @@ def under_rules(fn: _F, layout: Layout) -> _F:
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if layout.channels_last:
-            with ForwardRules(channels_last=True) as rules:
-                out = fn(*args, **kwargs)
-            if not rules.drew_random:
-                return out
-            layout.channels_last = False  # its dropout masks may differ from the real forward's: again
+            try:
+                with ForwardRules(channels_last=True) as rules:
+                    out = fn(*args, **kwargs)
+            except RuntimeError:  # e.g. a model's ``.view`` that needs contiguous strides: contiguous
+                layout.channels_last = False  # from now on; a real error is raised again below
+            else:
+                if not rules.drew_random:
+                    return out
+                layout.channels_last = False  # its dropout masks may differ from the real forward's: again
         with ForwardRules():
             return fn(*args, **kwargs)
 

@@ -164,13 +164,22 @@ def test_jvp_online_of_an_accumulated_step_equals_the_whole_batch() -> None:
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-14)
 
 
-def _cnn_update(method, dropout: float = 0.0, layouts: list[bool] | None = None) -> list[torch.Tensor]:
+class _ViewFlatten(nn.Module):
+    """``x.view(B, -1)``, as many user models flatten: it needs contiguous strides (not channels-last)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.size(0), -1)
+
+
+def _cnn_update(method, dropout: float = 0.0, layouts: list[bool] | None = None,
+                view: bool = False) -> list[torch.Tensor]:
     """:func:`_update_of_first_step` on a float64 CNN with the layers the replay's rules cover
     (a first convolution without an input tangent, train-mode BatchNorm, non-overlapping max-pooling)."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(dropout),
-                          nn.MaxPool2d(3), nn.Flatten(), nn.Linear(6, 3)).double()
+                          *((_ViewFlatten(), nn.Linear(54, 3)) if view else (nn.MaxPool2d(3), nn.Flatten(), nn.Linear(6, 3)))
+                          ).double()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-3)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(10, 2, 6, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (10,), generator=g)
@@ -233,6 +242,17 @@ def test_rules_false_is_pytorchs_own_path(method, monkeypatch: pytest.MonkeyPatc
     assert entered == []
     _cnn_update(method())
     assert entered == [True, True]  # the validation forward, then the forward-mode pass
+
+
+@pytest.mark.parametrize("method", [ForwardMode, OnlineForwardMode])
+def test_a_model_that_flattens_with_view_runs_in_the_contiguous_layout(method) -> None:
+    """``x.view(B, -1)`` fails on a channels-last tensor: the rules fall back to the contiguous layout
+    for good and stay exact (the update equals the double backward's)."""
+    exact = _cnn_update("exact", view=True)
+    layouts: list[bool] = []
+    for a, b in zip(_cnn_update(method(), layouts=layouts, view=True), exact):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
+    assert layouts == [False]
 
 
 def test_jvp_rules_must_be_a_bool() -> None:
