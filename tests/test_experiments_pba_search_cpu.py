@@ -1,30 +1,18 @@
 """experiments/pba_search_cpu.py: the --dataset option, its defaults, the data it builds, paired differences."""
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from experiment_script import load_script
 
 from autodata.pba import PBASearch, PBASearchConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "experiments" / "pba_search_cpu.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pba_search_cpu", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("pba_search_cpu", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-psc = _load()
+psc = load_script("pba_search_cpu")
 
 
 def _fashion_root() -> Path:

@@ -1,30 +1,18 @@
 """experiments/augment_quality.py: seeds, evaluation epochs, the test subset and the goal check."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from experiment_script import load_script
 
 from autodata.train import TrainConfig
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "augment_quality.py"
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("augment_quality", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("augment_quality", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-aq = _load()
+aq = load_script("augment_quality")
 
 
 def test_parse_seeds() -> None:
