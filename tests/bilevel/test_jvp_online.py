@@ -203,26 +203,16 @@ def _cnn_update(method, dropout: float = 0.0, layouts: list[bool] | None = None,
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_jvp_online_with_its_rules_equals_the_double_backward_on_a_cnn(dropout: float) -> None:
-    """The replay's rules (BatchNorm, max-pool, first convolution) keep ``jvp-online`` exact; PyTorch's formulas agree."""
+@pytest.mark.parametrize("method", [ForwardMode, OnlineForwardMode])
+def test_jvp_methods_with_their_rules_equal_the_double_backward_on_a_cnn(method, dropout: float) -> None:
+    """The rules (BatchNorm, max-pool, first convolution) keep ``jvp`` and ``jvp-online`` exact in their
+    forward-mode pass and validation forward; PyTorch's formulas (``rules=False``) agree."""
     exact = _cnn_update("exact", dropout)
     layouts: list[bool] = []
-    for method in (OnlineForwardMode(), OnlineForwardMode(rules=False)):
-        for a, b in zip(_cnn_update(method, dropout, layouts), exact):
+    for instance in (method(), method(rules=False)):
+        for a, b in zip(_cnn_update(instance, dropout, layouts), exact):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
     # channels-last while nothing draws random numbers; with dropout (masks follow the layout) the real forward's layout
-    assert layouts[0] == (dropout == 0.0)
-
-
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_jvp_with_its_rules_equals_the_double_backward_on_a_cnn(dropout: float) -> None:
-    """``jvp`` (applied at once) under the same rules as ``jvp-online``: its forward-mode pass and
-    validation forward stay exact on BatchNorm, max-pooling, a first convolution and dropout."""
-    exact = _cnn_update("exact", dropout)
-    layouts: list[bool] = []
-    for method in (ForwardMode(), ForwardMode(rules=False)):
-        for a, b in zip(_cnn_update(method, dropout, layouts), exact):
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
     assert layouts[0] == (dropout == 0.0)
 
 
