@@ -44,7 +44,7 @@ from autodata._io import torch_save_atomic
 from autodata.models import create_model, with_normalization
 from autodata.pba.config import PBASearchConfig
 from autodata.pba.population import BasePopulation, make_population
-from autodata.schedules import PBAAugment, PBAParams, PBAPolicy, PiecewiseSchedule, exploit, explore
+from autodata.schedules import PBAAugment, PBAParams, PBAPolicy, PiecewiseSchedule, exploit, explore, pba_sizes
 from autodata.train import RunData, build_data, derive_seed
 
 __all__ = ["PBAResult", "PBASearch", "PopulationAugment", "cosine_lr", "search_schedule"]
@@ -77,8 +77,9 @@ class PopulationAugment:
         fill: the colour of uncovered pixels (the dataset's mean, as a run's replay uses).
         seeds: one generator seed per member.
         device: where the generators draw.
-        pad: the crop's zero padding in pixels (PBA's 4 on 32 px; a run's replay uses size // 8).
-        cutout_size: the final Cutout's side (PBA's 16 on 32 px; a run's replay uses size // 2).
+        pad: the crop's zero padding in pixels (PBA's 4 on 32 px; a run's replay scales it:
+            :func:`~autodata.schedules.pba_sizes`).
+        cutout_size: the final Cutout's side (PBA's 16 on 32 px; the same).
 
     Shape:
         - x: :math:`(B, C, H, W)` in ``[0, 1]``; output: :math:`(N, B, C, H, W)`.
@@ -171,9 +172,8 @@ class PBASearch:
         example = (x[:2].unsqueeze(0).expand(n, -1, -1, -1, -1).contiguous(), y[:2])
         self.population: BasePopulation = make_population(_build_members(config, self.data), train, config.engine, example)
         seeds = [derive_seed(train.seed, f"pba_augment_{i}") for i in range(n)]
-        size = int(self.data.train.images.shape[-1])  # crop pad and Cutout scaled as a run's replay scales them
         self.augment = PopulationAugment([PBAPolicy.zeros()] * n, self.data.normalization.mean, seeds, self.device,
-                                         pad=max(1, size // 8), cutout_size=max(1, size // 2))
+                                         **pba_sizes(int(self.data.train.images.shape[-1])))  # as a run's replay
         self.generator = torch.Generator().manual_seed(derive_seed(train.seed, "pba_search"))  # exploit, explore
         self.epoch = 0
         self.lineage: list[list[PBAPolicy]] = [[] for _ in range(n)]

@@ -47,6 +47,7 @@ from autodata.schedules.pba_augment import (
     PBAParams,
     pba_affine_matrix,
     pba_op_value,
+    pba_sizes,
 )
 from autodata.schedules.pba_log import (
     PUBLISHED_SEARCH_EPOCHS,
@@ -76,6 +77,7 @@ __all__ = [
     "pba_affine_matrix",
     "pba_log_runs",
     "pba_op_value",
+    "pba_sizes",
     "quantile_size",
     "read_pba_log",
     "schedule_from_pba_log",

@@ -195,6 +195,19 @@ class PBAParams:
         return (self.op >= 0).sum(1)
 
 
+def pba_sizes(image_size: int) -> dict[str, int]:
+    """PBA's crop pad (4 px) and final Cutout (16 px) for CIFAR's 32 px, scaled to ``image_size``.
+
+    The one rule for a run's replay of a schedule and for the PBA search, as
+    :class:`PBAAugment` keyword arguments.
+
+    Example:
+        >>> pba_sizes(32), pba_sizes(28), pba_sizes(8)
+        ({'pad': 4, 'cutout_size': 16}, {'pad': 3, 'cutout_size': 14}, {'pad': 1, 'cutout_size': 4})
+    """
+    return {"pad": max(1, image_size // 8), "cutout_size": max(1, image_size // 2)}
+
+
 class PBAAugment(BaseAugment):
     """Apply a PBA policy to a batch, as PBA's training pipeline does for CIFAR.
 

@@ -110,11 +110,10 @@ def _augment_for(policy: Any, data: RunData) -> nn.Module:
     """
     if isinstance(policy, Policy):
         return PolicyAugment(policy)
-    from autodata.schedules import PBAAugment, PBAPolicy
+    from autodata.schedules import PBAAugment, PBAPolicy, pba_sizes
 
     if isinstance(policy, PBAPolicy):
-        size = int(data.train.images.shape[-1])
-        return PBAAugment(policy, fill=data.normalization.mean, pad=max(1, size // 8), cutout_size=max(1, size // 2))
+        return PBAAugment(policy, fill=data.normalization.mean, **pba_sizes(int(data.train.images.shape[-1])))
     if isinstance(policy, nn.Module) and hasattr(policy, "sample"):
         return policy
     raise TypeError(f"policy must be a Policy, a PBAPolicy or an augmentation module, but got {type(policy).__name__}.")
