@@ -16,10 +16,13 @@ of the same rounds. Modes:
 * ``jvp-online-torch``, ``jvp-torch``: ``jvp-online`` and ``jvp`` with PyTorch's own
   forward-AD formulas in the replay and validation forward (``OnlineForwardMode(rules=False)``,
   ``ForwardMode(rules=False)``), the cost before :mod:`autodata.bilevel.jvp_rules`;
-* ``jvp/k``, ``exact/k``, ``last/k``: the same with a meta update every k steps.
+* ``jvp/k``, ``exact/k``, ``last/k`` (k from ``--every``), and ``<mode>/<k>`` for any of the
+  learner's modes above and any k named in ``--only`` (``jvp-online/3``): the same with a meta
+  update every k steps.
 
-Every round times the same number of steps for every mode, a whole number of every-k periods
-(``--steps`` is rounded up to a multiple of ``--every``), after a warm-up of one whole period:
+Every round times the same number of steps for every mode, a whole number of every-k periods of
+each (``--steps`` is rounded up to a multiple of ``--every`` and of every k in ``--only``), after
+a warm-up of one whole period of the mode:
 an every-k figure is the mean cost of a step over its periods, meta step included.
 
 Time: wall clock (``--clock wall``, the default) or the process's CPU time (``--clock cpu``,
@@ -42,9 +45,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import ctypes
 import gc
+import json
+import math
 import statistics
 import subprocess
 import sys
@@ -138,36 +142,47 @@ def _autodata(method: str | HypergradientMethod, every: int):
     return build
 
 
+_METHODS: dict[str, str | HypergradientMethod] = {
+    "jvp": "jvp",
+    "jvp-online": "jvp-online",
+    "exact": "exact",
+    "fd": "fd",
+    "last": "last",
+    "online": "online",
+    "fd-1sided": FiniteDifference(one_sided=True),
+    "online-1sided": Online(one_sided=True),
+    "jvp-online-torch": OnlineForwardMode(rules=False),
+    "jvp-torch": ForwardMode(rules=False),
+}
+
+
+def period(name: str) -> int:
+    """The every-k period of a mode: ``k`` for ``<method>/<k>``, else 1."""
+    return int(name.rsplit("/", 1)[1]) if "/" in name else 1
+
+
 def modes(k: int, only: str | None = None) -> dict:
-    table = {
-        "plain": _plain,
-        "original": _original,
-        "jvp": _autodata("jvp", 1),
-        "jvp-online": _autodata("jvp-online", 1),
-        "exact": _autodata("exact", 1),
-        "fd": _autodata("fd", 1),
-        "last": _autodata("last", 1),
-        "online": _autodata("online", 1),
-        "fd-1sided": _autodata(FiniteDifference(one_sided=True), 1),
-        "online-1sided": _autodata(Online(one_sided=True), 1),
-        "jvp-online-torch": _autodata(OnlineForwardMode(rules=False), 1),
-        "jvp-torch": _autodata(ForwardMode(rules=False), 1),
-        f"jvp/{k}": _autodata("jvp", k),
-        f"exact/{k}": _autodata("exact", k),
-        f"last/{k}": _autodata("last", k),
-    }
+    """The modes by name; ``only`` may name ``<method>/<k>`` for any method and period."""
+    table = {"plain": _plain, "original": _original}
+    table.update({name: _autodata(method, 1) for name, method in _METHODS.items()})
+    table.update({f"{name}/{k}": _autodata(_METHODS[name], k) for name in ("jvp", "exact", "last")})
     if only:
         wanted = ["plain", *(n for n in only.split(",") if n != "plain")]
+        for name in wanted:
+            base, _, every = name.partition("/")
+            if name not in table and base in _METHODS and every.isdigit() and int(every) >= 1:
+                table[name] = _autodata(_METHODS[base], int(every))
         unknown = [n for n in wanted if n not in table]
         if unknown:
-            raise SystemExit(f"--only must name modes among {list(table)}, but got {unknown}")
+            raise SystemExit(f"--only must name modes among {list(table)} or <method>/<k>, but got {unknown}")
         table = {n: table[n] for n in wanted}
     return table
 
 
 def _period_steps(args) -> int:
-    """Steps per round: ``--steps`` rounded up to whole every-k periods."""
-    return -(-args.steps // args.every) * args.every
+    """Steps per round: ``--steps`` rounded up to whole periods of every timed mode."""
+    whole = math.lcm(args.every, *(period(n) for n in modes(args.every, args.only)))
+    return -(-args.steps // whole) * whole
 
 
 def _sync(device: torch.device) -> None:
@@ -182,7 +197,7 @@ def time_modes(args) -> dict[str, list[float]]:
     for name, build in table.items():
         model, optimizer, batch = _setup(args)
         runs[name] = build(model, optimizer, batch)
-        for _ in range(args.every):  # warm-up, a whole every-k period
+        for _ in range(period(name)):  # warm-up, a whole every-k period
             runs[name]()
     device = torch.device(args.device)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -202,10 +217,10 @@ def peak_memory(args, name: str) -> float:
     """Peak memory in MiB of a few steps of one mode, above the level after setup."""
     device = torch.device(args.device)
     model, optimizer, batch = _setup(args)
-    step = modes(args.every)[name](model, optimizer, batch)
+    step = modes(args.every, args.only)[name](model, optimizer, batch)
     # a whole every-k period after a whole warm-up period: the measured steps hold a meta step
-    measured = max(3, args.every)
-    for _ in range(args.every):
+    measured = max(3, period(name))
+    for _ in range(period(name)):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
