@@ -30,7 +30,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -56,13 +55,13 @@ CONFIG = "search_config.json"
 
 
 def cosine_lr(config: Any, epoch: int) -> float:
-    """The learning rate of ``epoch`` (0-based): cosine annealing over ``epochs`` or constant.
+    """The learning rate of ``epoch`` (0-based) of a :class:`~autodata.train.TrainConfig`.
 
-    The closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=epochs)``.
+    :meth:`TrainConfig.lr_at <autodata.train.TrainConfig.lr_at>`: the warm-up, then cosine
+    annealing (the closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR``) or constant,
+    as a single run's scheduler sets it.
     """
-    if config.lr_schedule == "cosine":
-        return config.lr * (1.0 + math.cos(math.pi * epoch / config.epochs)) / 2.0
-    return config.lr
+    return config.lr_at(epoch)
 
 
 class PopulationAugment:

@@ -144,6 +144,9 @@ class TrainConfig(JsonConfig):
     nesterov: bool = _f(True, "Nesterov momentum (SGD)")
     weight_decay: float = _f(5e-4, "weight decay", _non_negative)
     lr_schedule: str = _f("cosine", "learning-rate schedule over the epochs", choices=LR_SCHEDULES)
+    warmup_epochs: int = _f(
+        0, "linear learning-rate warm-up over this many first epochs (lr * (e + 1) / (warmup + 1) in epoch e), then "
+           "lr_schedule over the remaining epochs (0: none)", _non_negative)
     epochs: int = _f(10, "training epochs", _at_least_one)
     batch_size: int = _f(128, "training batch size", _at_least_one)
     eval_batch_size: int = _f(1000, "evaluation batch size", _at_least_one)
@@ -196,6 +199,11 @@ class TrainConfig(JsonConfig):
         self._check_together()
 
     def _check_together(self) -> None:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs must be < epochs ({self.epochs}): the schedule needs an epoch after the warm-up, but got "
+                f"{self.warmup_epochs}; lower warmup_epochs or raise epochs."
+            )
         ops = _ops()
         unknown = [op for op in self.policy_ops if op not in ops]
         if unknown:
@@ -230,6 +238,26 @@ class TrainConfig(JsonConfig):
     def learns(self) -> bool:
         """Whether the run has a learned data component (and so a bilevel step)."""
         return self.reweighter != "none" or self.augment == "learned"
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (0-based), as the run's scheduler sets it.
+
+        ``lr * (epoch + 1) / (warmup_epochs + 1)`` during the warm-up; then ``lr_schedule`` over
+        the remaining ``epochs - warmup_epochs`` epochs: cosine, ``lr * (1 + cos(pi * t / T)) / 2``
+        with ``t = epoch - warmup_epochs`` and ``T = epochs - warmup_epochs`` (the closed form of
+        ``CosineAnnealingLR(T_max=T)``), or constant.
+
+        Example:
+            >>> config = TrainConfig(lr=0.1, epochs=10, warmup_epochs=2)
+            >>> [round(config.lr_at(e), 4) for e in (0, 1, 2, 6)]
+            [0.0333, 0.0667, 0.1, 0.05]
+        """
+        if epoch < self.warmup_epochs:
+            return self.lr * (epoch + 1) / (self.warmup_epochs + 1)
+        if self.lr_schedule == "cosine":
+            t, total = epoch - self.warmup_epochs, self.epochs - self.warmup_epochs
+            return self.lr * (1.0 + math.cos(math.pi * t / total)) / 2.0
+        return self.lr
 
     @classmethod
     def from_method(cls, text: str, /, **fields: Any) -> TrainConfig:

@@ -62,6 +62,14 @@ def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optim
 
 
 def _build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch schedule of :meth:`TrainConfig.lr_at`.
+
+    Without a warm-up, PyTorch's own schedulers (the state in checkpoints saved before the
+    warm-up existed); with one, a ``LambdaLR`` of ``lr_at`` (its factor is a closure of the
+    config, so a checkpoint holds only its epoch count).
+    """
+    if config.warmup_epochs:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: config.lr_at(epoch) / config.lr)
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)

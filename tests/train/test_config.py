@@ -18,6 +18,7 @@ EXAMPLES = [
     TrainConfig(augment="policy", policy="policies/crop_flip.json", data_root="/data", precision="bf16"),
     TrainConfig(reweighter="mwn", meta_per_class=2, reweighter_floor=0.25, guard=False),
     TrainConfig(reweighter="l2rw", meta_per_class=2, reweighter_max_step_ratio=0.0),
+    TrainConfig(epochs=20, warmup_epochs=5, lr_schedule="constant"),
 ]
 
 
@@ -38,6 +39,8 @@ def test_json_round_trip_is_exact(config: TrainConfig, tmp_path) -> None:
         ({"model": "resnet9000"}, "model must be one of"),
         ({"dataset": "imagenet"}, "dataset must be one of"),
         ({"epochs": 0}, "epochs must be >= 1, but got 0."),
+        ({"warmup_epochs": -1}, "warmup_epochs must be a non-negative finite number, but got -1."),
+        ({"epochs": 3, "warmup_epochs": 3}, "warmup_epochs must be < epochs (3): the schedule needs an epoch after"),
         ({"seed": -1}, "seed must be in [0, 2**63), but got -1."),
         ({"momentum": 1.0}, "momentum must be in [0, 1)"),
         ({"noise_rate": 1.5, "noise": "symmetric"}, "noise_rate must be in [0, 1], but got 1.5."),

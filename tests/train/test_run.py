@@ -32,6 +32,7 @@ CASES = {
     "fixed-policy": dict(augment="policy", policy=str(POLICIES / "autoaugment_cifar10.json"), crop_padding=1),
     "ce-adam": dict(optimizer="adam", lr=1e-3),
     "pba-schedule": dict(augment="schedule", policy=str(POLICIES / "pba_rcifar10_200.json")),
+    "warmup": dict(epochs=3, warmup_epochs=1),
 }
 
 
@@ -87,6 +88,24 @@ def test_the_run_steps_by_epoch_and_reports_metrics() -> None:
     assert run.data.noise is not None and 0.25 < run.data.noise.noise_rate < 0.5
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_the_learning_rate_of_each_epoch_is_the_configs_warm_up_then_its_schedule(schedule: str) -> None:
+    config = TrainConfig(**{**BASE, "epochs": 5, "warmup_epochs": 2, "lr": 0.1, "lr_schedule": schedule})
+    run = build_run(config)
+    run.fit()
+    lrs = [r["lr"] for r in run.history]
+    # worked by hand: 0.1 * 1/3, 0.1 * 2/3, then cosine over the last 3 epochs (or constant)
+    tail = [0.1, 0.1 * (1 + math.cos(math.pi / 3)) / 2, 0.1 * (1 + math.cos(2 * math.pi / 3)) / 2]
+    expected = [0.1 / 3, 0.2 / 3, *(tail if schedule == "cosine" else [0.1] * 3)]
+    assert lrs == pytest.approx(expected, rel=1e-12)
+    assert lrs == pytest.approx([config.lr_at(e) for e in range(5)], rel=1e-12)
+    # without a warm-up the closed form is PyTorch's CosineAnnealingLR, which the run keeps using
+    cosine = config.replace(warmup_epochs=0, lr_schedule="cosine")
+    plain = build_run(cosine)
+    plain.fit()
+    assert [r["lr"] for r in plain.history] == pytest.approx([cosine.lr_at(e) for e in range(5)], rel=1e-12)
+
+
 def test_evaluate_names_a_missing_split() -> None:
     run = build_run(TrainConfig(**{**BASE, "epochs": 1}))
     with pytest.raises(ValueError, match="no val split; set val_per_class"):
@@ -129,7 +148,7 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path) -> None:
 def test_a_checkpoint_saved_before_a_field_existed_resumes_with_its_default(tmp_path) -> None:
     run = build_run(TrainConfig(**{**BASE, "epochs": 1}))
     state = run.state_dict()
-    for name in ("reweighter_floor", "reweighter_max_step_ratio", "guard"):  # fields added later
+    for name in ("reweighter_floor", "reweighter_max_step_ratio", "guard", "warmup_epochs"):  # fields added later
         del state["config"][name]
     build_run(TrainConfig(**{**BASE, "epochs": 1})).load_state_dict(state, "old.pt")
     unguarded = build_run(TrainConfig(**{**BASE, "epochs": 1, "guard": False}))
