@@ -18,6 +18,7 @@ results, and a run loaded from :meth:`Run.state_dict` continues bit for bit on t
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -61,15 +62,21 @@ def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optim
     return cls(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def _lr_factor(config: TrainConfig, epoch: int) -> float:
+    """The factor of ``config.lr`` in ``epoch``: ``lr_at(epoch) / lr``."""
+    return config.lr_at(epoch) / config.lr
+
+
 def _build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
     """The per-epoch schedule of :meth:`TrainConfig.lr_at`.
 
     Without a warm-up, PyTorch's own schedulers (the state in checkpoints saved before the
-    warm-up existed); with one, a ``LambdaLR`` of ``lr_at`` (its factor is a closure of the
-    config, so a checkpoint holds only its epoch count).
+    warm-up existed); with one, a ``LambdaLR`` of ``lr_at``. Its factor is a ``partial`` of a
+    module function, not a lambda, so the run pickles as one without a warm-up does; its
+    ``__dict__`` is empty, so a checkpoint holds only the epoch count, never the config.
     """
     if config.warmup_epochs:
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: config.lr_at(epoch) / config.lr)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(_lr_factor, config))
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)

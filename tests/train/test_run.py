@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import torch
@@ -32,7 +33,7 @@ CASES = {
     "fixed-policy": dict(augment="policy", policy=str(POLICIES / "autoaugment_cifar10.json"), crop_padding=1),
     "ce-adam": dict(optimizer="adam", lr=1e-3),
     "pba-schedule": dict(augment="schedule", policy=str(POLICIES / "pba_rcifar10_200.json")),
-    "warmup": dict(epochs=3, warmup_epochs=1),
+    "warmup": dict(epochs=3, warmup_epochs=2),  # saved after epoch 1: mid-warm-up
 }
 
 
@@ -104,6 +105,29 @@ def test_the_learning_rate_of_each_epoch_is_the_configs_warm_up_then_its_schedul
     plain = build_run(cosine)
     plain.fit()
     assert [r["lr"] for r in plain.history] == pytest.approx([cosine.lr_at(e) for e in range(5)], rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")  # an unpickled pair
+def test_a_run_with_a_warm_up_pickles_and_its_schedule_checkpoints_without_the_config(tmp_path) -> None:
+    config = TrainConfig(**{**BASE, "epochs": 4, "warmup_epochs": 2, "lr": 0.1})
+    expected = [0.1 / 3, 0.2 / 3, 0.1, 0.05]  # by hand: warm-up 1/3, 2/3, then cosine over 2 epochs
+    copy = pickle.loads(pickle.dumps(build_run(config)))  # a lambda factor would not pickle
+    lrs = []
+    for _ in range(4):
+        lrs.append(copy.optimizer.param_groups[0]["lr"])
+        copy.optimizer.step()  # no gradients: nothing moves; the order PyTorch expects
+        copy.scheduler.step()
+    assert lrs == pytest.approx(expected, rel=1e-12)
+    # the scheduler's state loads with weights_only (no config object in it) and resumes mid-warm-up
+    run = build_run(config)
+    run.optimizer.step()
+    run.scheduler.step()
+    torch.save(run.scheduler.state_dict(), tmp_path / "scheduler.pt")
+    resumed = build_run(config)
+    resumed.scheduler.load_state_dict(torch.load(tmp_path / "scheduler.pt", weights_only=True))
+    resumed.optimizer.step()
+    resumed.scheduler.step()  # epoch 2 (a fresh scheduler would be at epoch 1)
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(expected[2], rel=1e-12)
 
 
 def test_evaluate_names_a_missing_split() -> None:
