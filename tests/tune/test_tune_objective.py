@@ -61,6 +61,18 @@ def test_a_diverging_run_fails_its_trial_with_nan():
     assert study.trials[0].state.name == "FAIL"
 
 
+def test_values_that_the_config_refuses_together_fail_the_trial_naming_the_space(tmp_path):
+    space = SearchSpace.of({"epochs": {"choices": [2]}, "warmup_epochs": {"choices": [2]}})  # each valid alone
+    objective = Objective(tiny_config(epochs=3), space)
+    study = optuna.create_study(direction="maximize")
+    with pytest.raises(ValueError, match=r"trial 0: the space's values \{'epochs': 2, 'warmup_epochs': 2\} together "
+                                         r"make a config the run refuses: warmup_epochs must be < epochs \(2\)"):
+        study.optimize(objective, n_trials=1)
+    settings = TuneSettings(tiny_config(epochs=3), space, out=str(tmp_path), n_trials=2, max_failures=2)
+    with pytest.raises(ValueError, match="2 trials in a row failed, the last with: ValueError: trial 1: the space's values"):
+        tune(settings)
+
+
 @pytest.mark.parametrize("name", ["median", "hyperband", "none"])
 def test_pruners_by_name(name):
     pruner = create_pruner(name, max_epochs=8)
