@@ -22,15 +22,15 @@ of the same rounds. Modes:
 
 Every round times the same number of steps for every mode, a whole number of every-k periods of
 each (``--steps`` is rounded up to a multiple of ``--every`` and of every k in ``--only``), after
-a warm-up of one whole period of the mode:
-an every-k figure is the mean cost of a step over its periods, meta step included.
+a warm-up of one whole period of the mode plus one step (so that it holds a meta update, also for
+the delayed methods, which apply it one step late): an every-k figure is the mean cost of a step over its periods, meta step included.
 
 Time: wall clock (``--clock wall``, the default) or the process's CPU time (``--clock cpu``,
 ``time.process_time``: with one thread it is the step's own compute, much less sensitive to
 other jobs on a shared machine; CPU only).
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per mode; on the CPU, each mode runs
-in a fresh subprocess: after one warm-up period and ``malloc_trim``, the kernel's peak-RSS mark
+in a fresh subprocess: after the same warm-up and ``malloc_trim``, the kernel's peak-RSS mark
 is reset (``/proc/self/clear_refs``) and the peak resident memory of one whole period (at least
 three steps, a meta step included) above the level at the reset is reported (Linux only;
 coarse, but the same yardstick for every mode; the allocator's retained heap makes it vary
@@ -189,8 +189,8 @@ def _warm_up_steps(name: str) -> int:
     """A whole every-k period plus one step, so the warm-up holds a meta update in every mode.
 
     The delayed methods (``online``, ``jvp-online``) apply a step's update at the next step: with
-    only one period of warm-up their first meta update, which loads the forward-mode code paths
-    (about 13 MiB of resident memory, the same at batch 2 and 100), would fall in the measured
+    only one period of warm-up their first meta update, which loads the forward-mode path once
+    (about 13 MiB of resident memory, half of it library code, the same at batch 2 and 100), would fall in the measured
     steps and count as the method's peak memory.
     """
     return period(name) + 1
@@ -225,7 +225,7 @@ def time_modes(args) -> dict[str, list[float]]:
 
 
 def peak_memory(args, name: str) -> float:
-    """Peak memory in MiB of a few steps of one mode, above the level after setup."""
+    """Peak memory in MiB of a few steps of one mode, above the resident level after the warm-up."""
     device = torch.device(args.device)
     model, optimizer, batch = _setup(args)
     step = modes(args.every, args.only)[name](model, optimizer, batch)

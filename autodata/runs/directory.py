@@ -147,7 +147,9 @@ def summary_markdown(run: Run) -> str:
     parts = [noise, f"augmentation {c.augment}" + (f" ({c.policy})" if c.policy else "")]
     if c.reweighter != "none":
         parts.append(f"reweighter {c.reweighter} ({c.method}, every {c.every})")
-    lines += [f"Setting: {', '.join(parts)}; {c.optimizer} lr {c.lr}, {c.epochs} epochs, batch {c.batch_size}, seed {c.seed}.", ""]
+    warmup = f" after a warm-up of {c.warmup_epochs} epoch{'s' if c.warmup_epochs > 1 else ''}" if c.warmup_epochs else ""
+    lr = f"lr {c.lr} {c.lr_schedule}{warmup}"
+    lines += [f"Setting: {', '.join(parts)}; {c.optimizer} {lr}, {c.epochs} epochs, batch {c.batch_size}, seed {c.seed}.", ""]
     if run.history:
         has_val = "val_accuracy" in run.history[0]
         head = "| epoch | train loss | meta loss | lr |" + (" val acc % |" if has_val else "") + " test acc % | seconds |"

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from autodata.runs import RunDirectory, RunDirectoryError, train_in_directory
-from autodata.train import TrainConfig
+from autodata.runs.directory import summary_markdown
+from autodata.train import TrainConfig, build_run
 
 CONFIG = TrainConfig(dataset="digits", n_train=300, epochs=3, batch_size=64, meta_per_class=3, meta_batch_size=30,
                      noise="symmetric", noise_rate=0.4, reweighter="mwn", method="fd")
@@ -36,6 +37,13 @@ def test_a_run_writes_its_directory(tmp_path) -> None:
     summary = (out / "summary.md").read_text()
     assert "Status: finished, epoch 3 of 3." in summary and f"{run.history[-1]['test_accuracy']:.2f}%" in summary
     assert not [p for p in out.rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("warmup, says", [(0, "sgd lr 0.05 cosine, 3 epochs"),
+                                          (1, "sgd lr 0.05 cosine after a warm-up of 1 epoch, 3 epochs"),
+                                          (2, "sgd lr 0.05 cosine after a warm-up of 2 epochs, 3 epochs")])
+def test_the_summary_states_the_learning_rate_schedule(warmup: int, says: str) -> None:
+    assert says in summary_markdown(build_run(CONFIG.replace(warmup_epochs=warmup)))
 
 
 def test_an_existing_run_is_kept_unless_resume_or_overwrite(tmp_path) -> None:
