@@ -23,7 +23,8 @@ of the same rounds. Modes:
 Every round times the same number of steps for every mode, a whole number of every-k periods of
 each (``--steps`` is rounded up to a multiple of ``--every`` and of every k in ``--only``), after
 a warm-up of one whole period of the mode plus one step (so that it holds a meta update, also for
-the delayed methods, which apply it one step late): an every-k figure is the mean cost of a step over its periods, meta step included.
+the delayed methods, which apply it one step late): an every-k figure is the mean cost of a step
+over its periods, meta step included.
 
 Time: wall clock (``--clock wall``, the default) or the process's CPU time (``--clock cpu``,
 ``time.process_time``: with one thread it is the step's own compute, much less sensitive to
@@ -190,8 +191,8 @@ def _warm_up_steps(name: str) -> int:
 
     The delayed methods (``online``, ``jvp-online``) apply a step's update at the next step: with
     only one period of warm-up their first meta update, which loads the forward-mode path once
-    (about 13 MiB of resident memory, half of it library code, the same at batch 2 and 100), would fall in the measured
-    steps and count as the method's peak memory.
+    (about 13 MiB of resident memory, half of it library code, the same at batch 2 and 100),
+    would fall in the measured steps and count as the method's peak memory.
     """
     return period(name) + 1
 

@@ -57,9 +57,9 @@ CONFIG = "search_config.json"
 def cosine_lr(config: Any, epoch: int) -> float:
     """The learning rate of ``epoch`` (0-based) of a :class:`~autodata.train.TrainConfig`.
 
-    :meth:`TrainConfig.lr_at <autodata.train.TrainConfig.lr_at>`: the warm-up, then cosine
-    annealing (the closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR``) or constant,
-    as a single run's scheduler sets it.
+    Kept for callers of the public name: it is :meth:`TrainConfig.lr_at
+    <autodata.train.TrainConfig.lr_at>` (the warm-up, then cosine annealing or constant, as a
+    single run's scheduler sets it), which the search itself calls.
     """
     return config.lr_at(epoch)
 
@@ -192,7 +192,7 @@ class PBASearch:
             raise ValueError(f"the search is finished ({self.epoch} of {self.config.train.epochs} epochs).")
         train = self.config.train
         start = time.perf_counter()
-        lr = cosine_lr(train, self.epoch)
+        lr = train.lr_at(self.epoch)
         n = self.config.population
         total = torch.zeros(n, dtype=torch.float64)
         count = 0

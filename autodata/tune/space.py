@@ -199,8 +199,21 @@ class SearchSpace:
             p.check(base)
 
     def suggest(self, trial: Any, base: TrainConfig) -> TrainConfig:
-        """``base`` with each parameter drawn from ``trial`` (a combination the config refuses raises ValueError)."""
-        return base.replace(**{p.name: p.suggest(trial) for p in self.params})
+        """``base`` with each parameter drawn from ``trial``.
+
+        Raises:
+            ValueError: the drawn values, each valid alone (checked when the space is built),
+                make together a config the run refuses (``warmup_epochs >= epochs``); the
+                message names the trial and its values.
+        """
+        values = {p.name: p.suggest(trial) for p in self.params}
+        try:
+            return base.replace(**values)
+        except ValueError as err:
+            raise ValueError(
+                f"trial {trial.number}: the space's values {values} together make a config the run refuses: {err} "
+                f"Narrow the space's ranges so that every combination is valid."
+            ) from None
 
     def config_of(self, params: Mapping[str, Any], base: TrainConfig) -> TrainConfig:
         """``base`` with a finished trial's parameters (``trial.params``)."""
