@@ -75,6 +75,8 @@ def _setup(args):
     model = model.to(device)
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=layout)
+    if getattr(args, "compile", False):
+        model = torch.compile(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch_size, *shape, generator=g).to(device)
@@ -85,11 +87,21 @@ def _setup(args):
     return model, optimizer, (x, y, xm, ym)
 
 
+_PRECISION = {"fp32": None, "bf16": torch.bfloat16}
+_DTYPE: list = [None]  # set from --precision in main(); every mode's forward runs under it
+
+
+def _autocast(device: torch.device):
+    """``torch.autocast`` in bf16 when ``--precision bf16``, else a no-op context."""
+    return torch.autocast(device.type, dtype=_DTYPE[0] or torch.bfloat16, enabled=_DTYPE[0] is not None)
+
+
 def _plain(model, optimizer, batch):
     x, y, _, _ = batch
 
     def step():
-        loss = F.cross_entropy(model(x), y)
+        with _autocast(x.device):
+            loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -106,20 +118,23 @@ def _original(model, optimizer, batch):
     def step():
         meta_model = copy.deepcopy(model)  # the original rebuilds a MetaModule and loads the state
         params = dict(meta_model.named_parameters())
-        cost = F.cross_entropy(meta_model(x), y, reduction="none")
-        weights = vnet(cost.detach(), y)
-        loss = (cost * weights).sum() / len(cost)
+        with _autocast(x.device):
+            cost = F.cross_entropy(meta_model(x), y, reduction="none")
+            weights = vnet(cost.detach(), y)
+            loss = (cost * weights).sum() / len(cost)
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
         lr = optimizer.param_groups[0]["lr"]
         new = {n: p - lr * g for (n, p), g in zip(params.items(), grads)}
-        meta_loss = F.cross_entropy(functional_call(meta_model, new, (xm,)), ym)
+        with _autocast(x.device):
+            meta_loss = F.cross_entropy(functional_call(meta_model, new, (xm,)), ym)
         vnet_opt.zero_grad()
         meta_loss.backward()
         vnet_opt.step()
-        cost = F.cross_entropy(model(x), y, reduction="none")
-        with torch.no_grad():
-            weights = vnet(cost, y)
-        real = (cost * weights).sum() / len(cost)
+        with _autocast(x.device):
+            cost = F.cross_entropy(model(x), y, reduction="none")
+            with torch.no_grad():
+                weights = vnet(cost, y)
+            real = (cost * weights).sum() / len(cost)
         optimizer.zero_grad()
         real.backward()
         optimizer.step()
@@ -133,7 +148,8 @@ def _autodata(method: str | HypergradientMethod, every: int):
         learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet().to(x.device), method=method, every=every)
 
         def step():
-            loss = learner.step(x, y, xm, ym)
+            with _autocast(x.device):
+                loss = learner.step(x, y, xm, ym)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -202,18 +218,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+REFUSED: dict[str, str] = {}  # modes that failed under --compile or --precision, with the error
+
+
 def time_modes(args) -> dict[str, list[float]]:
     table = modes(args.every, args.only)
     steps = _period_steps(args)
     runs = {}
     for name, build in table.items():
         model, optimizer, batch = _setup(args)
-        runs[name] = build(model, optimizer, batch)
-        for _ in range(_warm_up_steps(name)):
-            runs[name]()
+        try:
+            runs[name] = build(model, optimizer, batch)
+            for _ in range(_warm_up_steps(name)):
+                runs[name]()
+        except Exception as error:  # noqa: BLE001 - a method that refuses this setting is reported, not fatal
+            if name == "plain" or not (args.compile or args.precision != "fp32"):
+                raise
+            REFUSED[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:150]}"
+            runs.pop(name, None)
     device = torch.device(args.device)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    per_step = {name: [] for name in table}
+    per_step = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, step in runs.items():
             _sync(device)
@@ -268,6 +293,11 @@ def main() -> None:
     parser.add_argument("--model", default="small_cnn", help="small_cnn (1x28x28) or a create_model name (3x32x32)")
     parser.add_argument("--channels-last", action="store_true",
                         help="model and batches in channels-last for every mode (plain included)")
+    parser.add_argument("--precision", choices=sorted(_PRECISION), default="fp32",
+                        help="bf16: every mode's forwards (the learner's step included) under torch.autocast in bfloat16")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model for every mode; a mode whose method refuses a compiled model is "
+                             "reported as refused")
     parser.add_argument("--only", default=None, help="comma-separated modes (plain is always timed)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: time.perf_counter; cpu: the process's CPU time (time.process_time), steadier on "
@@ -276,6 +306,7 @@ def main() -> None:
                         help="CPU: fresh subprocesses per mode for the peak memory; the median is reported (and the range)")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args()
+    _DTYPE[0] = _PRECISION[args.precision]
 
     if args.memory_of:
         print(json.dumps(peak_memory(args, args.memory_of)))
@@ -293,6 +324,7 @@ def main() -> None:
                  for _ in range(args.memory_repeats)]
         mem[name], mem_range[name] = statistics.median(reads), (min(reads), max(reads))
     print(f"{args.model}, batch {args.batch_size}, meta batch {args.meta_batch_size}, {args.device}, "
+          f"{args.precision}{', compiled' if args.compile else ''}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.rounds} rounds x {_period_steps(args)} steps, {args.clock} clock")
     print(f"{'mode':<17} {'ms/step':>9} {'x plain':>8} {'peak MiB':>9} {'x plain':>8}  {'peak MiB range':>15}")
@@ -303,6 +335,8 @@ def main() -> None:
             f"{name:<17} {1000 * statistics.median(times):9.1f} {statistics.median(ratios):8.2f} "
             f"{mem[name]:9.1f} {mem[name] / max(mem['plain'], 1e-9):8.2f}  {spread:>15}"
         )
+    for name, why in REFUSED.items():
+        print(f"{name:<17} refused: {why}")
 
 
 if __name__ == "__main__":
