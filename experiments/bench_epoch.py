@@ -7,7 +7,8 @@ batch 128, bf16 autocast and channels-last on CUDA, optionally ``torch.compile``
 is a warm-up; the best of ``--epochs`` timed epochs is reported.
 
 Usage:
-    python experiments/bench_epoch.py --device cuda --epochs 3 [--compile]
+    python experiments/bench_epoch.py --device cuda --epochs 3 [--compile [MODE]] [--fused]
+    python experiments/bench_epoch.py --device cuda --epochs 3 --compile reduce-overhead --fused  # CUDA graphs
     python experiments/bench_epoch.py --device cpu --n 2560 --epochs 1   # a smoke run here
 """
 from __future__ import annotations
@@ -29,7 +30,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up")
     parser.add_argument("--model", default="resnet32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile", nargs="?", const="default", default=None,
+                        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                        help="torch.compile the model, in this mode (bare --compile: 'default'; 'reduce-overhead' "
+                             "replays CUDA graphs, which removes the per-kernel launch cost)")
+    parser.add_argument("--fused", action="store_true", help="SGD with fused=True (one kernel for the update)")
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -41,8 +46,9 @@ def main() -> None:
     stats = dataset_stats("cifar10")
     loader = DeviceLoader(images, labels, args.batch_size, mean=stats.mean, std=stats.std, channels_last=cuda, drop_last=True)
     model = create_model(args.model, num_classes=10).to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    step_model = torch.compile(model) if args.compile else model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                                fused=args.fused or None)
+    step_model = torch.compile(model, mode=args.compile) if args.compile else model
 
     def epoch() -> float:
         if cuda:
@@ -62,7 +68,7 @@ def main() -> None:
     times = [epoch() for _ in range(args.epochs)]
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
     print(f"{args.model}, {args.n} images, batch {args.batch_size}, {name}, bf16={cuda}, channels_last={cuda}, "
-          f"compile={args.compile}, torch {torch.__version__}")
+          f"compile={args.compile or False}, fused SGD={args.fused}, torch {torch.__version__}")
     print(f"warm-up epoch {warm:.2f}s; timed epochs {', '.join(f'{t:.2f}s' for t in times)}; best {min(times):.2f}s "
           f"({args.n / min(times):,.0f} images/s)")
 

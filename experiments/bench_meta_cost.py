@@ -231,6 +231,8 @@ def time_modes(args) -> dict[str, list[float]]:
             runs[name] = build(model, optimizer, batch)
             for _ in range(_warm_up_steps(name)):
                 runs[name]()
+            if args.compile:
+                print(f"  {name}: compiled and warmed up", file=sys.stderr, flush=True)
         except Exception as error:  # noqa: BLE001 - a method that refuses this setting is reported, not fatal
             if name == "plain" or not (args.compile or args.precision != "fp32"):
                 raise

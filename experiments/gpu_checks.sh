@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of BENCHMARKS.md that fits one device call (about 9 minutes on an H100/H200).
+# Every GPU figure of BENCHMARKS.md, in time-boxed steps (STEPS below picks them; one call runs at most 10 minutes).
 # Here, first (the shared data and the package registries do not reach the GPU machine):
 #   AUTODATA_DATA=../shared/data python experiments/make_device_subset.py --n-train 9000 --n-test 2000
 #   wheels of what its image lacks, into .whl (git-ignored): kornia, kornia_rs, optuna, alembic,
@@ -22,23 +22,33 @@ run() { local t=$1; shift; echo "== [$t s box] $*" | stamp | tee -a "$LOG"; time
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name())"; } 2>&1 | tee -a "$LOG"
 D=".devdata/cifar10.npz"
-# 1. ResNet-32 epoch on CIFAR-10-sized data, bf16 + channels-last (goal: 2.5 s on an H200)
-run 75 python3 experiments/bench_epoch.py --device cuda --epochs 3
-# 2. DADA search, the anchors' setting (goal: 2 minutes on an H200)
-run 150 python3 experiments/search_policy.py --dataset npz --data-root "$D" --n-train 4000 --meta-per-class 200 \
+# STEPS picks the steps (all of them take more than one 10-minute call); the first GPU session
+# (H100, 2026-11-27, experiments/results/gpu_h100_2026-11-27/) measured epoch, dada, pba_throughput,
+# pba_search, meta_cost and augment; the next one should run the steps not yet measured first:
+#   STEPS="epoch_graphs pba_search_bf16" bash experiments/gpu_checks.sh
+STEPS=${STEPS:-"epoch epoch_graphs dada pba_throughput pba_search meta_cost augment"}
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+# epoch: ResNet-32 epoch on CIFAR-10-sized data, bf16 + channels-last (goal: 2.5 s on an H200)
+want epoch && run 75 python3 experiments/bench_epoch.py --device cuda --epochs 3
+# epoch_graphs: the same with CUDA graphs (torch.compile reduce-overhead) and fused SGD: the eager step is
+# bound by the host's kernel launches (probe: 3.5 ms of GPU time in a 13-15 ms step)
+want epoch_graphs && run 100 python3 experiments/bench_epoch.py --device cuda --epochs 3 --compile reduce-overhead --fused
+# dada: DADA search, the anchors' setting (goal: 2 minutes on an H200)
+want dada && run 150 python3 experiments/search_policy.py --dataset npz --data-root "$D" --n-train 4000 --meta-per-class 200 \
     --model wrn_40_2 --epochs 20 --device cuda --out "$OUT/dada_reduced_cifar10_gpu.json"
-# 3. PBA population throughput, WRN-40-2, 16 members
-run 80 python3 experiments/pba_throughput.py --device cuda --model wrn_40_2 --population 16 --steps 10 --rounds 2 \
-    --engines loop,grouped,vmap
-# 4. PBA search, the paper's setting (200 epochs, population 16), time-boxed: its per-epoch lines give the cost
-run 90 python3 -m autodata.cli search schedule --dataset npz --data-root "$D" --n-train 9000 --val-per-class 500 \
-    --model wrn_40_2 --epochs 200 --lr 0.1 --weight-decay 5e-4 --batch-size 128 --population 16 --interval 3 \
-    --engine auto --device cuda --out "$OUT/pba_searched_rcifar10_wrn40_2.json"
-# 5. Meta-step cost, ResNet-32 batch 100, bf16 autocast and fp32
-for p in bf16 fp32; do
+# pba_throughput: PBA population throughput, WRN-40-2, 16 members
+want pba_throughput && run 80 python3 experiments/pba_throughput.py --device cuda --model wrn_40_2 --population 16 --steps 10 \
+    --rounds 2 --engines loop,grouped,vmap
+# pba_search: PBA search, the paper's setting (200 epochs, population 16), time-boxed: its per-epoch lines give the cost
+want pba_search && run 90 python3 -m autodata.cli search schedule --dataset npz --data-root "$D" --n-train 9000 \
+    --val-per-class 500 --model wrn_40_2 --epochs 200 --lr 0.1 --weight-decay 5e-4 --batch-size 128 --population 16 \
+    --interval 3 --engine auto --device cuda --out "$OUT/pba_searched_rcifar10_wrn40_2.json"
+# meta_cost: meta-step cost, ResNet-32 batch 100, bf16 autocast and fp32
+if want meta_cost; then for p in bf16 fp32; do
 run 60 python3 experiments/bench_meta_cost.py --device cuda --model resnet32 --batch-size 100 --steps 10 --rounds 3 \
     --every 3 --precision $p --only plain,original,jvp,jvp-online,exact,fd,online,last,jvp-online/3
-done
-# 6. Batched augmentation throughput (goal: 500,000 images/s on an H200)
-run 40 python3 experiments/bench_augment_speed.py --device cuda --n 1000000 --batch-size 65536 --workers 0
+done; fi
+# augment: batched augmentation throughput (goal: 500,000 images/s on an H200)
+want augment && run 60 python3 experiments/bench_augment_speed.py --device cuda --n 262144 --batch-size 65536 \
+    --n-per-image 1000 --repeats 2 --workers 0
 echo "== done at ${SECONDS}s" | tee -a "$LOG"
