@@ -17,15 +17,15 @@ EXAMPLES = """examples:
   autodata search schedule --dataset cifar10 --n-train 1500 --val-per-class 50 --model small_cnn \\
       --epochs 30 --lr 0.05 --population 8 --out policies/pba_searched_cifar10_small.json
   autodata search schedule --dataset cifar10 --n-train 4000 --val-per-class 732 --model wrn_40_2 --epochs 200 \\
-      --lr 0.1 --population 16 --interval 3 --device cuda --out pba_wrn.json   # PBA's reduced CIFAR-10 search
+      --lr 0.1 --population 16 --interval 3 --device cuda --precision bf16 --out pba_wrn.json   # PBA's reduced CIFAR-10
   autodata search schedule --ray --dataset digits --val-per-class 10 --epochs 6 --population 4 --out digits.json
   autodata train --augment schedule --policy pba_wrn.json --epochs 200 ...   # replay (stretched to --epochs)
 """
 
-# TrainConfig fields a search sets itself (augmentation, learned parts, optimizer, precision).
+# TrainConfig fields a search sets itself (augmentation, learned parts, optimizer).
 SKIPPED_TRAIN_FIELDS = (
     "augment", "policy", "policy_ops", "policy_temperature", "policy_lr", "reweighter", "reweighter_hidden",
-    "reweighter_lr", "method", "every", "meta_batch_size", "meta_per_class", "optimizer", "precision",
+    "reweighter_lr", "method", "every", "meta_batch_size", "meta_per_class", "optimizer",
     "reweighter_floor", "reweighter_max_step_ratio", "guard",
 )
 

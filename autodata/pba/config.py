@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autodata._config import JsonConfig
+from autodata.pba.population import AUTOCAST_DTYPES
 from autodata.schedules.explore import quantile_size
 from autodata.train import TrainConfig
 
@@ -50,9 +51,11 @@ class PBASearchConfig(JsonConfig):
     """A PBA search: the member setup plus the population's settings.
 
     Args:
-        train: how each member trains (data, model, SGD, cosine lr, epochs, seed). Its
-            ``val_per_class`` clean validation split ranks the members (never the test set);
-            its augmentation must be ``"none"`` (the search owns it: :class:`PBAAugment`).
+        train: how each member trains (data, model, SGD, cosine lr, epochs, seed, precision:
+            ``"bf16"`` runs the members' forwards under autocast, see
+            :mod:`autodata.pba.population`). Its ``val_per_class`` clean validation split ranks
+            the members (never the test set); its augmentation must be ``"none"`` (the search
+            owns it: :class:`PBAAugment`).
         population: members (PBA: 16).
         interval: epochs between perturbations (PBA: 3).
         quantile: the share of members in the bottom (copiers) and top (copied) quantiles.
@@ -98,8 +101,8 @@ class PBASearchConfig(JsonConfig):
                              f"reweighter={t.reweighter!r}.")
         if t.optimizer != "sgd":
             raise ValueError(f"train.optimizer must be 'sgd' (PBA's; the population steps it functionally), but got {t.optimizer!r}.")
-        if t.precision != "fp32":
-            raise ValueError(f"train.precision must be 'fp32' for a search, but got {t.precision!r}.")
+        if t.precision not in AUTOCAST_DTYPES:
+            raise ValueError(f"train.precision must be one of {list(AUTOCAST_DTYPES)} for a search, but got {t.precision!r}.")
 
     @property
     def num_perturbations(self) -> int:

@@ -41,6 +41,15 @@ setting) made the grouped engine 1.2x -> 1.5x the loop at 64 x 1x8x8 (BENCHMARKS
 (:func:`auto_engine`) and ``vmap`` on an accelerator, where one large kernel per layer replaces
 N small ones.
 
+Precision (``TrainConfig.precision``, :data:`AUTOCAST_DTYPES`): ``"bf16"`` runs every member's
+forward, in training and in evaluation, under ``torch.autocast(device.type, dtype=torch.bfloat16)``,
+as a single run does (:mod:`autodata.train.run`); the losses are computed in float32 from the
+logits, and the parameters, their gradients, the momentum and the BatchNorm statistics stay
+float32, so one state format serves both precisions. Under ``vmap`` autocast alone leaves
+convolutions and linear layers returning float32 and BatchNorm refuses a bfloat16 input, so
+:class:`VmapPopulation` gives those layers explicit casts (:data:`VMAP_AUTOCAST_LAYERS`); the
+engines then agree up to bfloat16 rounding.
+
 Shape:
     - step: x :math:`(N, B, C, H, W)` (each member's own augmented images), y :math:`(B,)`;
       returns the losses :math:`(N,)`.
@@ -49,8 +58,11 @@ Shape:
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
+import functools
 import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -62,12 +74,29 @@ from autodata.pba.grouped import pool_before_relu, stacked_state, widen
 from autodata.train import TrainConfig
 
 __all__ = [
-    "ENGINE_CLASSES", "GROUPED_CHUNK_ELEMENTS", "GROUPED_MAX_ELEMENTS", "BasePopulation", "GroupedPopulation",
-    "LoopPopulation", "StackedPopulation", "VmapPopulation", "auto_engine", "grouped_chunk_size", "make_population",
+    "AUTOCAST_DTYPES", "ENGINE_CLASSES", "GROUPED_CHUNK_ELEMENTS", "GROUPED_MAX_ELEMENTS", "BasePopulation", "GroupedPopulation",
+    "LoopPopulation", "StackedPopulation", "VMAP_AUTOCAST_LAYERS", "VmapPopulation", "auto_engine", "autocast_dtype", "grouped_chunk_size", "make_population",
     "prefers_channels_last", "sgd_settings", "sgd_update",
 ]
 
 PopulationState = dict[str, Any]
+
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+"""``TrainConfig.precision`` -> the dtype of the members' forwards under ``torch.autocast``
+(``None``: no autocast, float32 throughout). Parameters, gradients, momentum, BatchNorm
+statistics and losses are float32 in every precision."""
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` (:data:`AUTOCAST_DTYPES`); raises on any other value.
+
+    Example:
+        >>> autocast_dtype("bf16"), autocast_dtype("fp32")
+        (torch.bfloat16, None)
+    """
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"precision must be one of {list(AUTOCAST_DTYPES)} for a population, but got {precision!r}.")
+    return AUTOCAST_DTYPES[precision]
 
 
 def prefers_channels_last(model: nn.Module) -> bool:
@@ -102,7 +131,16 @@ class BasePopulation(abc.ABC):
             raise ValueError(f"models must be a list of >= 2 modules, but got {models!r:.80}.")
         self.size = len(models)
         self.momentum, self.nesterov, self.weight_decay = sgd_settings(config)
+        self.precision = config.precision
+        self.autocast_dtype = autocast_dtype(config.precision)
+        self.device = next(iter(models[0].parameters())).device
         self.steps = 0  # optimizer steps taken (0: no momentum buffer yet, as torch.optim.SGD)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The context of the members' forwards: ``torch.autocast`` in bf16, nothing in fp32."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @abc.abstractmethod
     def step(self, x: Tensor, y: Tensor, lr: float) -> Tensor:
@@ -241,13 +279,17 @@ class VmapPopulation(StackedPopulation):
     def __init__(self, models: list[nn.Module], config: TrainConfig) -> None:
         super().__init__(models, config)
         self._template = copy.deepcopy(models[0]).to("meta")  # structure only; tensors come from the stacks
+        if self.autocast_dtype is not None:
+            _autocast_under_vmap(self._template, self.autocast_dtype)
 
         def loss(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-            logits = functional_call(self._template, (params, buffers), (x,))  # (B, K)
-            return F.cross_entropy(logits, y)
+            with self.autocast():
+                logits = functional_call(self._template, (params, buffers), (x,))  # (B, K)
+            return F.cross_entropy(logits.float(), y)
 
         def forward(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
-            return functional_call(self._template, (params, buffers), (x,))  # (B, K)
+            with self.autocast():
+                return functional_call(self._template, (params, buffers), (x,)).float()  # (B, K)
 
         # BatchNorm updates the stacked running statistics in place, member by member.
         self._grad = vmap(grad_and_value(loss), in_dims=(0, 0, 0, None), randomness="different")
@@ -364,7 +406,9 @@ class GroupedPopulation(StackedPopulation):
             model, leaves = self._chunk(lo, hi)
             if not model.training:  # (Module.train walks every submodule: a tenth of a ms per call)
                 model.train()
-            logits = self._member_logits(model(self._wide_input(x[lo:hi])), hi - lo)  # (n, B, K)
+            with self.autocast():
+                out = model(self._wide_input(x[lo:hi]))
+            logits = self._member_logits(out.float(), hi - lo)  # (n, B, K), float32 in every precision
             n, b, k = logits.shape
             loss = F.cross_entropy(logits.reshape(n * b, k), y.repeat(n), reduction="none").view(n, b).mean(1)  # (n,)
             chunk_grads = torch.autograd.grad(loss.sum(), leaves)  # members share no parameter
@@ -380,7 +424,8 @@ class GroupedPopulation(StackedPopulation):
         for lo, hi in self.chunks(x):
             model = self._chunk(lo, hi)[0].eval()
             wide = self._wide_input(x.unsqueeze(0).expand(hi - lo, *x.shape))  # (B, n * C, ...)
-            out.append(self._member_logits(model(wide), hi - lo))
+            with self.autocast():
+                out.append(self._member_logits(model(wide).float(), hi - lo))
         return torch.cat(out)  # (N, B, K)
 
     @torch.no_grad()
@@ -437,6 +482,42 @@ def _dropout_off(model: nn.Module) -> None:
             module.eval()
 
 
+def _conv_in(dtype: torch.dtype, module: nn.Module, x: Tensor) -> Tensor:
+    bias = None if module.bias is None else module.bias.to(dtype)
+    return module._conv_forward(x.to(dtype), module.weight.to(dtype), bias)  # type: ignore[operator]
+
+
+def _linear_in(dtype: torch.dtype, module: nn.Module, x: Tensor) -> Tensor:
+    bias = None if module.bias is None else module.bias.to(dtype)
+    return F.linear(x.to(dtype), module.weight.to(dtype), bias)
+
+
+def _batch_norm_in_float32(dtype: torch.dtype, module: nn.Module, x: Tensor) -> Tensor:
+    return type(module).forward(module, x.float()).to(x.dtype)
+
+
+VMAP_AUTOCAST_LAYERS: dict[type[nn.Module], Callable[[torch.dtype, nn.Module, Tensor], Tensor]] = {
+    nn.Conv1d: _conv_in, nn.Conv2d: _conv_in, nn.Conv3d: _conv_in, nn.Linear: _linear_in,
+    nn.BatchNorm1d: _batch_norm_in_float32, nn.BatchNorm2d: _batch_norm_in_float32,
+    nn.BatchNorm3d: _batch_norm_in_float32,
+}
+"""Layer type (exactly) -> its forward ``(dtype, layer, x)`` under ``vmap`` and autocast, where
+autocast alone does not do what it does outside ``vmap`` (PyTorch 2.x: a convolution's or a
+linear layer's bias is added in float32, so the layer returns float32, pytorch/pytorch#192617;
+BatchNorm's batch rule with batched running statistics has no mixed-type kernel and raises
+"expected scalar type BFloat16 but found Float"). Convolutions and linear layers cast their
+input, weight and bias to ``dtype``, as autocast does; BatchNorm computes in float32 (its input
+cast up exactly) and returns its input's dtype, as the native mixed-type BatchNorm does."""
+
+
+def _autocast_under_vmap(model: nn.Module, dtype: torch.dtype) -> None:
+    """Give every layer of ``model`` in :data:`VMAP_AUTOCAST_LAYERS` its forward for ``dtype``."""
+    for module in model.modules():
+        forward = VMAP_AUTOCAST_LAYERS.get(type(module))
+        if forward is not None:
+            module.forward = functools.partial(forward, dtype, module)  # type: ignore[method-assign]
+
+
 class LoopPopulation(BasePopulation):
     """One model and one ``torch.optim.SGD`` per member, stepped one after another (any model).
 
@@ -464,7 +545,9 @@ class LoopPopulation(BasePopulation):
             for group in opt.param_groups:
                 group["lr"] = lr
             model.train()
-            loss = F.cross_entropy(model(_layout(x[i], self.channels_last)), y)
+            with self.autocast():
+                logits = model(_layout(x[i], self.channels_last))
+            loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -478,7 +561,8 @@ class LoopPopulation(BasePopulation):
         x = _layout(x, self.channels_last)
         for model in self.models:
             model.eval()
-            out.append(model(x))
+            with self.autocast():
+                out.append(model(x).float())
         return torch.stack(out)  # (N, B, K)
 
     def state_dict(self) -> PopulationState:

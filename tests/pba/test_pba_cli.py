@@ -23,6 +23,11 @@ def test_flags_come_from_the_configs() -> None:
     assert (config.population, config.interval, config.train.epochs) == (6, 2, 9)
     assert (config.train.dataset, config.train.val_per_class, config.train.nesterov) == ("digits", 7, False)
     assert args.out == "x.json" and not args.ray
+    assert config.train.precision == "fp32"
+    args = _parser().parse_args(["search-schedule", "--precision", "bf16"])
+    assert search_config_from_arguments(args).train.precision == "bf16"
+    with pytest.raises(ValueError, match=r"--precision must be one of \['bf16', 'fp32'\], but got 'fp16'"):
+        search_config_from_arguments(_parser().parse_args(["search-schedule", "--precision", "fp16"]))
     with pytest.raises(SystemExit):
         _parser().parse_args(["search-schedule", "--augment", "policy"])  # the search owns augmentation
 

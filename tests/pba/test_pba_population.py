@@ -325,3 +325,77 @@ def test_pool_before_relu_keeps_a_pool_with_padding_and_dilation() -> None:
         assert fast is not net
         x = torch.randn(2, 1, 7, 7)
         torch.testing.assert_close(fast(x), net(x), atol=0, rtol=0)
+
+
+def _relative_errors(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {n: float((got[n] - want[n]).norm() / want[n].norm()) for n in want}
+
+
+@pytest.mark.parametrize("cls", [VmapPopulation, GroupedPopulation])
+def test_bf16_engines_agree_with_the_bf16_loop(cls: type) -> None:
+    """In bf16 every engine runs the members' forwards under autocast and keeps its state in float32.
+
+    Tolerances: bfloat16 keeps 8 significant bits (a relative rounding of up to 2^-9, about
+    0.2%), and the engines round at different points (vmap's convolutions sum in another order
+    and its BatchNorm runs in float32), so an activation differs by one bfloat16 step here and
+    there. The first step's gradients (the momentum after one step) then differ by at most about
+    0.6% (measured over 4 seeds), bounded here by 2%; the bf16 gradients differ from the fp32 ones
+    by about 10%, so the bound also shows that the forwards really ran in bf16. Later steps carry
+    these differences on (SGD at lr 0.1 on random labels amplifies them), hence looser bounds there.
+    """
+    config = TrainConfig(nesterov=True, weight_decay=5e-4, momentum=0.9, precision="bf16")
+    pop, loop, fp32 = cls(_models(), config), LoopPopulation(_models(), config), LoopPopulation(
+        _models(), config.replace(precision="fp32"))
+    dtypes: list[torch.dtype] = []
+    forward_of = {VmapPopulation: lambda p: p._template, GroupedPopulation: lambda p: p.model}[cls]
+    for model in (forward_of(pop), loop.models[0]):
+        model.get_submodule("1.conv1").register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
+    batches = _batches(3)
+    x, y = batches[0]
+    losses = [p.step(x, y, 0.1) for p in (pop, loop, fp32)]
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    torch.testing.assert_close(losses[0], losses[1], atol=2e-3, rtol=0)
+    states = [p.state_dict() for p in (pop, loop, fp32)]
+    assert max(_relative_errors(states[0]["momentum"], states[1]["momentum"]).values()) < 2e-2
+    assert max(_relative_errors(states[2]["momentum"], states[1]["momentum"]).values()) > 2e-2  # bf16 is in effect
+    clean = torch.rand(B, 1, 8, 8)
+    logits = pop.logits(clean)
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, loop.logits(clean), atol=2e-2, rtol=0)
+    for x, y in batches[1:]:
+        torch.testing.assert_close(pop.step(x, y, 0.05), loop.step(x, y, 0.05), atol=2e-2, rtol=0)
+    a, b = pop.state_dict(), loop.state_dict()
+    for group in ("params", "buffers", "momentum"):
+        for name in a[group]:
+            assert a[group][name].dtype == b[group][name].dtype
+            assert a[group][name].dtype in (torch.float32, torch.int64)  # parameters and state stay float32
+            torch.testing.assert_close(a[group][name].float(), b[group][name].float(), atol=5e-2, rtol=0)
+    assert a["buffers"]["1.bn1.num_batches_tracked"].tolist() == [3] * N
+
+
+def test_bf16_vmap_and_grouped_take_a_wide_resnet() -> None:
+    """The GPU search's model in bf16: vmap and grouped take it (no fallback to the loop: under
+    vmap, BatchNorm would refuse a bfloat16 input without the engine's casts), and each member's
+    logits are those of its own model under autocast, up to a couple of bfloat16 steps (one step
+    is 2^-6 at |logit| ~3)."""
+    example = (torch.rand(2, 2, 3, 8, 8), torch.zeros(2, dtype=torch.long))
+    torch.manual_seed(0)
+    members = [create_model("wrn_40_2", in_channels=3, num_classes=K) for _ in range(2)]
+    config = TrainConfig(precision="bf16")
+    x = torch.rand(4, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = torch.stack([m.eval()(x).float() for m in members])
+    for engine, cls in (("vmap", VmapPopulation), ("grouped", GroupedPopulation)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback warning
+            pop = make_population(members, config, engine, example)
+        assert isinstance(pop, cls)
+        torch.testing.assert_close(pop.logits(x), want, atol=4e-2, rtol=0)
+
+
+def test_an_unsupported_precision_is_refused() -> None:
+    from autodata.pba.population import autocast_dtype
+
+    assert autocast_dtype("bf16") is torch.bfloat16 and autocast_dtype("fp32") is None
+    with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16'\] for a population, but got 'fp16'"):
+        autocast_dtype("fp16")

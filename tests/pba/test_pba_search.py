@@ -44,6 +44,15 @@ def test_config_errors_are_clear(changes: dict, message: str) -> None:
         _config(**changes)
 
 
+def test_config_takes_bf16_and_refuses_a_precision_the_population_cannot_run() -> None:
+    c = _config(train=TRAIN.replace(precision="bf16"))
+    assert PBASearchConfig.from_json(c.to_json()) == c and c.train.precision == "bf16"
+    train = TRAIN.replace()
+    object.__setattr__(train, "precision", "fp16")  # a value TrainConfig may take one day
+    with pytest.raises(ValueError, match=r"train.precision must be one of \['fp32', 'bf16'\] for a search, but got 'fp16'"):
+        _config(train=train)
+
+
 def test_config_round_trip_and_counts(tmp_path: Path) -> None:
     c = _config()
     c.save(tmp_path / "c.json")
@@ -94,17 +103,22 @@ def test_search_writes_a_schedule_that_replays_and_stretches(tmp_path: Path) -> 
     assert again.schedule == result.schedule
 
 
-def test_resume_from_a_perturbation_point_matches_an_uninterrupted_search(tmp_path: Path) -> None:
-    whole = PBASearch(_config(), tmp_path / "whole").fit()
-    first = PBASearch(_config(), tmp_path / "cut")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_from_a_perturbation_point_matches_an_uninterrupted_search(tmp_path: Path, precision: str) -> None:
+    config = _config(train=TRAIN.replace(precision=precision))
+    whole = PBASearch(config, tmp_path / "whole").fit()
+    first = PBASearch(config, tmp_path / "cut")
     for _ in range(3):  # epochs 1-3; the checkpoint holds epoch 2 (the perturbation point)
         first.train_epoch()
-    resumed = PBASearch(_config(), tmp_path / "cut")
+    resumed = PBASearch(config, tmp_path / "cut")
     assert resumed.epoch == 2
     result = resumed.fit()
     assert result.schedule == whole.schedule and result.val_accuracy == whole.val_accuracy
+    assert [r["train_loss"] for r in result.history] == [r["train_loss"] for r in whole.history]
     with pytest.raises(ValueError, match="holds a search of another config"):
         PBASearch(_config(population=5), tmp_path / "cut")
+    state = torch.load(tmp_path / "cut" / "search.pt", weights_only=True)["population"]
+    assert all(t.dtype == torch.float32 for group in ("params", "momentum") for t in state[group].values())
 
 
 SCRIPT = """
