@@ -30,6 +30,14 @@ policies/pba_searched_fmnist_small.json and ``--workdir`` to runs/pba_search_cpu
         --n-train 2000 --val-per-class 100 --epochs 30 --batch-size 32 --population 8 --interval 3 --engine loop --stage search
     (then the same flags with --stage quality --seeds 0,1,2,3,4 and --stage members --seeds 0,1,2)
 
+ResNet-20 with a learning-rate warm-up (issue #10; issue #8's protocol, where augmentation pays on the
+CPU: 500 training images, 60 epochs, lr 0.1, 5 warm-up epochs; the quality stage on the first 5,000
+test images):
+    OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/pba_search_cpu.py --n-train 1000 --val-per-class 50 \
+        --model resnet20 --epochs 60 --lr 0.1 --weight-decay 5e-4 --warmup-epochs 5 --batch-size 128 --population 8 \
+        --interval 3 --engine loop --workdir runs/pba_cpu_r20 --out policies/pba_searched_cifar10_r20.json --stage search
+    (then the same flags with --stage quality --seeds 0,1 --n-test 5000)
+
 Stage ``members`` replays every member's lineage (from the search's checkpoint), one row per
 distinct lineage, with the member's last validation accuracy: do the members that were
 exploited, and so trained under a schedule that formed, test better than the best member?
@@ -37,18 +45,21 @@ exploited, and so trained under a schedule that formed, test better than the bes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from autodata._io import write_json_atomic
+from autodata.data import DeviceLoader
 from autodata.pba import PBASearchConfig, search_schedule
 from autodata.schedules import PiecewiseSchedule, Segment
-from autodata.train import TrainConfig, build_run
+from autodata.train import RunData, TrainConfig, build_data, build_run
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
@@ -79,8 +90,10 @@ DATASETS: dict[str, DatasetSetting] = {
 
 
 def base_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(dataset=args.dataset, n_train=args.n_train, val_per_class=args.val_per_class, model="small_cnn",
-                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=0)
+    extra = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
+    return TrainConfig(dataset=args.dataset, n_train=args.n_train, val_per_class=args.val_per_class, model=args.model,
+                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs,
+                       seed=0, **extra)
 
 
 def paired_differences(accs: dict[str, list[float]], reference: str) -> dict[str, tuple[list[float], float]]:
@@ -122,7 +135,7 @@ def stage_search(args: argparse.Namespace) -> None:
     images = config.population * len(result.history) * (args.n_train - 10 * args.val_per_class)
     print(f"| search | population | epochs | images trained | wall | img/s | best val | segments |")
     print(f"|---|---|---|---|---|---|---|---|")
-    print(f"| {args.dataset} {args.n_train} small_cnn | {config.population} | {args.epochs} | {images} | {seconds / 60:.1f} min | "
+    print(f"| {args.dataset} {args.n_train} {args.model} | {config.population} | {args.epochs} | {images} | {seconds / 60:.1f} min | "
           f"{images / seconds:.0f} | {result.val_accuracy[result.best]:.1f}% | {len(result.schedule.segments)} |")
     print(f"schedule -> {args.out}")
     stage_lineage(args)
@@ -138,8 +151,22 @@ def stage_lineage(args: argparse.Namespace) -> None:
         print(f"  epochs {seg.start:3d}-{seg.stop - 1:3d}: {len(used):2d} entries: {ops}")
 
 
-def _train(config: TrainConfig) -> float:
-    run = build_run(config)
+def _with_test_subset(data: RunData, n_test: int) -> RunData:
+    """``data`` evaluated on its first ``n_test`` test images (0: all), as experiments/augment_quality.py does."""
+    if n_test == 0:
+        return data
+    if not 0 < n_test <= len(data.test):
+        raise ValueError(f"n_test must be in [0, {len(data.test)}], but got {n_test}.")
+    test = data.test.subset(np.arange(n_test))
+    old = data.test_loader
+    loader = DeviceLoader(test.images, test.labels, old.batch_size, device=old.images.device, mean=None, std=None,
+                          crop_padding=0, flip=False, shuffle=False, channels_last=old.channels_last)
+    return dataclasses.replace(data, test=test, test_loader=loader)
+
+
+def _train(config: TrainConfig, n_test: int = 0) -> float:
+    """Train ``config`` to the end; test accuracy on the first ``n_test`` test images (0: all)."""
+    run = build_run(config, _with_test_subset(build_data(config), n_test))
     while not run.finished:
         run.train_epoch()
     return run.evaluate("test")["accuracy"]
@@ -165,17 +192,19 @@ def stage_quality(args: argparse.Namespace) -> None:
     }
     only = only or list(settings)
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"| augmentation ({args.dataset} n_train={args.n_train}, val_per_class={args.val_per_class}, small_cnn, "
-          f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}) | test accuracy % per seed ({args.seeds}) | mean | minutes |")
+    print(f"| augmentation ({args.dataset} n_train={args.n_train}, val_per_class={args.val_per_class}, {args.model}, "
+          f"{args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, warm-up {args.warmup_epochs}, "
+          f"wd {base.weight_decay}, test images {args.n_test or 'all'}) | test accuracy % per seed ({args.seeds}) | mean | minutes |")
     print("|---|---|---|---|")
     accs: dict[str, list[float]] = {}
     for name in only:
         start = time.perf_counter()
-        accs[name] = [_train(settings[name].replace(seed=s)) for s in seeds]
+        accs[name] = [_train(settings[name].replace(seed=s), args.n_test) for s in seeds]
         print(f"| {name} | {', '.join(f'{a:.2f}' for a in accs[name])} | {statistics.mean(accs[name]):.2f} | "
               f"{(time.perf_counter() - start) / 60:.1f} |", flush=True)
     os.makedirs(args.workdir, exist_ok=True)
-    write_json_atomic(Path(args.workdir) / "quality.json", {"dataset": args.dataset, "seeds": seeds, "test_accuracy": accs})
+    write_json_atomic(Path(args.workdir) / "quality.json", {"dataset": args.dataset, "seeds": seeds, "n_test": args.n_test,
+                                                            "config": base.to_dict(), "test_accuracy": accs})
     if "searched schedule" in accs and len(accs) > 1:
         print("\n| searched schedule minus | per seed (points) | mean |")
         print("|---|---|---|")
@@ -205,7 +234,7 @@ def stage_members(args: argparse.Namespace) -> None:
         seen[key] = i
         path = Path(args.workdir) / f"member_{i}.json"
         schedule.save(path)
-        accs = [_train(base.replace(augment="schedule", policy=str(path), seed=s)) for s in seeds]
+        accs = [_train(base.replace(augment="schedule", policy=str(path), seed=s), args.n_test) for s in seeds]
         print(f"| member {i} | {state['val_accuracy'][i]:.1f} | {segments} | {', '.join(f'{a:.2f}' for a in accs)} | "
               f"{statistics.mean(accs):.2f} |", flush=True)
 
@@ -218,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-per-class", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--model", default="small_cnn", help="member model (autodata.models.MODELS), e.g. resnet20")
+    parser.add_argument("--warmup-epochs", type=int, default=0, help="linear lr warm-up epochs (TrainConfig.warmup_epochs)")
+    parser.add_argument("--weight-decay", type=float, default=None, help="default: TrainConfig's (5e-4)")
+    parser.add_argument("--n-test", type=int, default=0, help="quality and members stages: the first N test images (0: all)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--interval", type=int, default=3)
