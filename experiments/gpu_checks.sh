@@ -26,7 +26,7 @@ D=".devdata/cifar10.npz"
 # (H100, 2026-11-27, experiments/results/gpu_h100_2026-11-27/) measured epoch, dada, pba_throughput,
 # pba_search, meta_cost and augment; the next one should run the steps not yet measured first:
 #   STEPS="epoch_graphs pba_search_bf16" bash experiments/gpu_checks.sh
-STEPS=${STEPS:-"epoch epoch_graphs dada pba_throughput pba_search meta_cost augment"}
+STEPS=${STEPS:-"epoch epoch_graphs dada pba_throughput pba_search pba_search_bf16 meta_cost augment"}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 # epoch: ResNet-32 epoch on CIFAR-10-sized data, bf16 + channels-last (goal: 2.5 s on an H200)
 want epoch && run 75 python3 experiments/bench_epoch.py --device cuda --epochs 3
@@ -43,6 +43,11 @@ want pba_throughput && run 80 python3 experiments/pba_throughput.py --device cud
 want pba_search && run 90 python3 -m autodata.cli search schedule --dataset npz --data-root "$D" --n-train 9000 \
     --val-per-class 500 --model wrn_40_2 --epochs 200 --lr 0.1 --weight-decay 5e-4 --batch-size 128 --population 16 \
     --interval 3 --engine auto --device cuda --out "$OUT/pba_searched_rcifar10_wrn40_2.json"
+# pba_search_bf16: the same search in bf16 (members' forwards under autocast, float32 state), time-boxed: its
+# per-epoch lines against pba_search's give the bf16 gain (a "cannot be trained by the vmap engine" warning: it fell back)
+want pba_search_bf16 && run 90 python3 -m autodata.cli search schedule --dataset npz --data-root "$D" --n-train 9000 \
+    --val-per-class 500 --model wrn_40_2 --epochs 200 --lr 0.1 --weight-decay 5e-4 --batch-size 128 --population 16 \
+    --interval 3 --engine auto --device cuda --precision bf16 --out "$OUT/pba_searched_rcifar10_wrn40_2_bf16.json"
 # meta_cost: meta-step cost, ResNet-32 batch 100, bf16 autocast and fp32
 if want meta_cost; then for p in bf16 fp32; do
 run 60 python3 experiments/bench_meta_cost.py --device cuda --model resnet32 --batch-size 100 --steps 10 --rounds 3 \

@@ -8,6 +8,11 @@ member, as members trained one after another would augment). The engines take tu
 the per-round ratios to the loop (a busy machine slows all engines in a round alike). Prints
 images/s of population training (forward, backward, SGD step; N x B images per step).
 
+``--precision fp32,bf16`` runs every engine in each precision (``bf16``: the members' forwards
+under ``torch.autocast``, see :mod:`autodata.pba.population`), all interleaved in the same
+rounds; columns are then named ``engine@precision`` and a last line gives each engine's
+bf16/fp32 speed ratio.
+
 On a CPU the clock is, by default, the CPU time of the process's one thread
 (``time.thread_time``, ``OMP_NUM_THREADS=1``): on a shared machine the wall clock also counts
 the time the scheduler gives other processes, which is noise here; ``--clock wall`` uses it.
@@ -16,6 +21,7 @@ Usage (the figures in the PBA report; ``grouped:M``: at most M members per wide 
     OMP_NUM_THREADS=1 python experiments/pba_throughput.py --population 8 --image-size 8 --channels 1 --batch-size 64 --steps 1 --rounds 41 --engines loop,grouped,grouped_one,vmap,loop_pool_first
     OMP_NUM_THREADS=1 python experiments/pba_throughput.py --population 8 --image-size 28 --channels 1 --batch-size 64 --steps 1 --rounds 11 --engines loop,grouped,grouped:2,grouped_one,loop_pool_first
     python experiments/pba_throughput.py --device cuda --model wrn_40_2 --population 16 --steps 20
+    python experiments/pba_throughput.py --device cuda --model wrn_40_2 --population 16 --steps 10 --rounds 2 --engines loop,vmap --precision fp32,bf16
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ import torch
 from autodata.models import create_model, with_normalization
 from autodata.pba import PopulationAugment
 from autodata.pba.grouped import pool_before_relu
-from autodata.pba.population import ENGINE_CLASSES, GroupedPopulation, LoopPopulation
+from autodata.pba.population import ENGINE_CLASSES, GroupedPopulation, LoopPopulation, autocast_dtype
 from autodata.schedules import PBAPolicy
 from autodata.train import TrainConfig
 
@@ -76,6 +82,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="turns of every engine, interleaved")
     parser.add_argument("--engines", default="loop,grouped,vmap",
                         help=f"the first is the reference; any of {list(ENGINES)}")
+    parser.add_argument("--precision", default="fp32",
+                        help="comma-separated precisions, each engine runs in each (fp32, bf16); the first is the reference")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--clock", choices=["auto", "thread", "wall"], default="auto",
                         help="auto: thread CPU time on a CPU, wall time elsewhere")
@@ -85,7 +93,11 @@ def main() -> None:
     thread = args.clock == "thread" or (args.clock == "auto" and device.type == "cpu")
     clock = time.thread_time if thread else time.perf_counter
     n, b, c, s = args.population, args.batch_size, args.channels, args.image_size
-    engines = args.engines.split(",")
+    precisions = args.precision.split(",")
+    for p in precisions:
+        autocast_dtype(p)  # raises on a precision the population cannot run
+    runs = [(e, p) for p in precisions for e in args.engines.split(",")]
+    engines = [e if len(precisions) == 1 else f"{e}@{p}" for e, p in runs]  # column names; the first is the reference
     config = TrainConfig(model=args.model, device=args.device)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(b, c, s, s, generator=g).to(device)
@@ -101,7 +113,7 @@ def main() -> None:
         return [with_normalization(create_model(args.model, in_channels=c, num_classes=10), (0.5,) * c, (0.25,) * c).to(device)
                 for _ in range(n)]
 
-    pops = {name: _engine(name)(models(), config) for name in engines}
+    pops = {name: _engine(e)(models(), config.replace(precision=p)) for name, (e, p) in zip(engines, runs)}
     for pop in pops.values():
         pop.step(xs, y, 0.1)  # warm-up
     work = {**{name: functools.partial(pop.step, xs, y, 0.1) for name, pop in pops.items()}, **augments}
@@ -142,6 +154,11 @@ def main() -> None:
     print(f"augment + train, {ref} with one augmentation call per member = 1:")
     together = {e: [r + a for r, a in zip(seconds[e], seconds["augment_population"])] for e in engines}
     print(" | ".join(f"{e} + one call: {ratio(per_member, together[e])}" for e in engines))
+    if len(precisions) > 1:
+        base = precisions[0]
+        print(f"speed in each precision / {base}, per engine (median of per-round ratios): " + ", ".join(
+            f"{e}@{p} {ratio(seconds[f'{e}@{base}'], seconds[f'{e}@{p}'])}"
+            for e in args.engines.split(",") for p in precisions[1:]))
 
 if __name__ == "__main__":
     main()

@@ -46,9 +46,9 @@ forward, in training and in evaluation, under ``torch.autocast(device.type, dtyp
 as a single run does (:mod:`autodata.train.run`); the losses are computed in float32 from the
 logits, and the parameters, their gradients, the momentum and the BatchNorm statistics stay
 float32, so one state format serves both precisions. Under ``vmap`` autocast alone leaves
-convolutions and linear layers returning float32 and BatchNorm refuses a bfloat16 input, so
-:class:`VmapPopulation` gives those layers explicit casts (:data:`VMAP_AUTOCAST_LAYERS`); the
-engines then agree up to bfloat16 rounding.
+convolutions in float32 and linear layers returning float32, and BatchNorm refuses a bfloat16
+input, so :class:`VmapPopulation` gives those layers explicit casts
+(:data:`VMAP_AUTOCAST_LAYERS`); the engines then agree up to bfloat16 rounding.
 
 Shape:
     - step: x :math:`(N, B, C, H, W)` (each member's own augmented images), y :math:`(B,)`;
@@ -74,9 +74,9 @@ from autodata.pba.grouped import pool_before_relu, stacked_state, widen
 from autodata.train import TrainConfig
 
 __all__ = [
-    "AUTOCAST_DTYPES", "ENGINE_CLASSES", "GROUPED_CHUNK_ELEMENTS", "GROUPED_MAX_ELEMENTS", "BasePopulation", "GroupedPopulation",
-    "LoopPopulation", "StackedPopulation", "VMAP_AUTOCAST_LAYERS", "VmapPopulation", "auto_engine", "autocast_dtype", "grouped_chunk_size", "make_population",
-    "prefers_channels_last", "sgd_settings", "sgd_update",
+    "AUTOCAST_DTYPES", "ENGINE_CLASSES", "GROUPED_CHUNK_ELEMENTS", "GROUPED_MAX_ELEMENTS", "VMAP_AUTOCAST_LAYERS",
+    "BasePopulation", "GroupedPopulation", "LoopPopulation", "StackedPopulation", "VmapPopulation", "auto_engine",
+    "autocast_dtype", "grouped_chunk_size", "make_population", "prefers_channels_last", "sgd_settings", "sgd_update",
 ]
 
 PopulationState = dict[str, Any]
@@ -502,12 +502,14 @@ VMAP_AUTOCAST_LAYERS: dict[type[nn.Module], Callable[[torch.dtype, nn.Module, Te
     nn.BatchNorm3d: _batch_norm_in_float32,
 }
 """Layer type (exactly) -> its forward ``(dtype, layer, x)`` under ``vmap`` and autocast, where
-autocast alone does not do what it does outside ``vmap`` (PyTorch 2.x: a convolution's or a
-linear layer's bias is added in float32, so the layer returns float32, pytorch/pytorch#192617;
-BatchNorm's batch rule with batched running statistics has no mixed-type kernel and raises
-"expected scalar type BFloat16 but found Float"). Convolutions and linear layers cast their
-input, weight and bias to ``dtype``, as autocast does; BatchNorm computes in float32 (its input
-cast up exactly) and returns its input's dtype, as the native mixed-type BatchNorm does."""
+autocast alone does not do what it does outside ``vmap``. Seen with PyTorch 2.14 on a CPU: a
+vmapped convolution is not autocast (it computes in float32); a vmapped linear layer adds its
+bias in float32 and returns float32 (pytorch/pytorch#192617); BatchNorm's batch rule with
+batched running statistics has no mixed-type kernel and raises "expected scalar type BFloat16
+but found Float" on a bfloat16 input. Convolutions and linear layers therefore cast their
+input, weight and bias to ``dtype`` themselves, as autocast does outside ``vmap``; BatchNorm
+computes in float32 (its input cast up exactly) and returns its input's dtype, as the native
+mixed-type BatchNorm does. Other layers are left to autocast (a matmul is autocast under vmap)."""
 
 
 def _autocast_under_vmap(model: nn.Module, dtype: torch.dtype) -> None:
