@@ -8,6 +8,10 @@ Two parts (the figures of BENCHMARKS.md "ResNet-32 training epoch on a GPU"):
 * ``--part compile``: eager vs fused SGD vs ``torch.compile`` modes (``default``,
   ``reduce-overhead`` = CUDA graphs, ``max-autotune-no-cudagraphs``), bf16 + channels-last.
 
+The first session's log (``experiments/results/gpu_h100_2026-11-27/step_probe.txt``) came from
+an inline version of this script with the same measurements: its lines carry fewer fields, and
+the profiler's table was not kept.
+
 Usage (on the GPU machine):
     python experiments/probe_gpu_step.py --part layout
     python experiments/probe_gpu_step.py --part compile
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +39,9 @@ def _step_fn(model, optimizer, x, y, bf16: bool):
     return step
 
 
-def bench(*, benchmark=True, channels_last=True, bf16=True, batch=128, mode=None, fused=False, steps=50) -> None:
+def bench(*, benchmark: bool = True, channels_last: bool = True, bf16: bool = True, batch: int = 128,
+          mode: str | None = None, fused: bool = False, steps: int = 50) -> Callable[[], None]:
+    """Time ``steps`` training steps of ResNet-32 after 10 warm-up steps and print one line; return the step."""
     dev = torch.device("cuda")
     torch.backends.cudnn.benchmark = benchmark
     torch.manual_seed(0)
