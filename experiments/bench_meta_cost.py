@@ -41,6 +41,12 @@ Usage:
     python experiments/bench_meta_cost.py --model small_cnn --batch-size 128 --steps 10 --rounds 5
     python experiments/bench_meta_cost.py --model resnet32 --batch-size 100 --steps 10 --rounds 3 \
         --only plain,original,jvp,jvp-online,exact,fd,online
+    python experiments/bench_meta_cost.py --device cuda --model resnet32 --batch-size 100 --precision bf16   # autocast
+    python experiments/bench_meta_cost.py --device cuda --model resnet32 --compile --only plain,online,exact
+
+With ``--precision bf16`` or ``--compile``, a mode that raises while it is built or warmed up is
+listed as ``refused`` with the error's first line (``exact`` and ``last`` refuse a compiled
+model); any error in the default fp32 eager setting is raised.
 """
 from __future__ import annotations
 
