@@ -31,7 +31,7 @@ want() { [[ " $STEPS " == *" $1 "* ]]; }
 # epoch: ResNet-32 epoch on CIFAR-10-sized data, bf16 + channels-last (goal: 2.5 s on an H200)
 want epoch && run 75 python3 experiments/bench_epoch.py --device cuda --epochs 3
 # epoch_graphs: the same with CUDA graphs (torch.compile reduce-overhead) and fused SGD: the eager step is
-# bound by the host's kernel launches (probe: 3.5 ms of GPU time in a 13-15 ms step)
+# bound by the host's kernel launches (probe: 12.8-16.5 ms a step, as long as the host takes to issue it)
 want epoch_graphs && run 100 python3 experiments/bench_epoch.py --device cuda --epochs 3 --compile reduce-overhead --fused
 # dada: DADA search, the anchors' setting (goal: 2 minutes on an H200)
 want dada && run 150 python3 experiments/search_policy.py --dataset npz --data-root "$D" --n-train 4000 --meta-per-class 200 \
