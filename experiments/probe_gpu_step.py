@@ -8,9 +8,9 @@ Two parts (the figures of BENCHMARKS.md "ResNet-32 training epoch on a GPU"):
 * ``--part compile``: eager vs fused SGD vs ``torch.compile`` modes (``default``,
   ``reduce-overhead`` = CUDA graphs, ``max-autotune-no-cudagraphs``), bf16 + channels-last.
 
-The first session's log (``experiments/results/gpu_h100_2026-11-27/step_probe.txt``) came from
-an inline version of this script with the same measurements: its lines carry fewer fields, and
-the profiler's table was not kept.
+The first session's logs (``experiments/results/gpu_h100_2026-11-27/step_probe_layout.txt``, with
+the profiler's tables, and ``step_probe_compile.txt``) came from an inline version of this script
+with the same measurements; their lines carry fewer fields than this script prints.
 
 Usage (on the GPU machine):
     python experiments/probe_gpu_step.py --part layout
