@@ -24,9 +24,11 @@ run() { local t=$1; shift; echo "== [$t s box] $*" | stamp | tee -a "$LOG"; time
 D=".devdata/cifar10.npz"
 # STEPS picks the steps (all of them take more than one 10-minute call); the first GPU session
 # (H100, 2026-11-27, experiments/results/gpu_h100_2026-11-27/) measured epoch, dada, pba_throughput,
-# pba_search, meta_cost and augment; the next one should run the steps not yet measured first:
-#   STEPS="epoch_graphs pba_search_bf16" bash experiments/gpu_checks.sh
-STEPS=${STEPS:-"epoch epoch_graphs dada pba_throughput pba_search pba_search_bf16 meta_cost augment"}
+# pba_search, meta_cost and augment; the next one should run the steps not yet measured, in two
+# calls that fit one session's 15 device minutes (about 290 s and 420 s of boxes):
+#   STEPS="epoch_graphs pba_search_bf16 pba_throughput_bf16" bash experiments/gpu_checks.sh
+#   STEPS="dada_quality" bash experiments/gpu_checks.sh
+STEPS=${STEPS:-"epoch epoch_graphs dada pba_throughput pba_throughput_bf16 pba_search pba_search_bf16 meta_cost augment dada_quality"}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 # epoch: ResNet-32 epoch on CIFAR-10-sized data, bf16 + channels-last (goal: 2.5 s on an H200)
 want epoch && run 75 python3 experiments/bench_epoch.py --device cuda --epochs 3
@@ -39,6 +41,9 @@ want dada && run 150 python3 experiments/search_policy.py --dataset npz --data-r
 # pba_throughput: PBA population throughput, WRN-40-2, 16 members
 want pba_throughput && run 80 python3 experiments/pba_throughput.py --device cuda --model wrn_40_2 --population 16 --steps 10 \
     --rounds 2 --engines loop,grouped,vmap
+# pba_throughput_bf16: the loop and vmap engines in fp32 and bf16, interleaved (the bf16 gain per engine)
+want pba_throughput_bf16 && run 100 python3 experiments/pba_throughput.py --device cuda --model wrn_40_2 --population 16 \
+    --steps 10 --rounds 2 --engines loop,vmap --precision fp32,bf16
 # pba_search: PBA search, the paper's setting (200 epochs, population 16), time-boxed: its per-epoch lines give the cost
 want pba_search && run 90 python3 -m autodata.cli search schedule --dataset npz --data-root "$D" --n-train 9000 \
     --val-per-class 500 --model wrn_40_2 --epochs 200 --lr 0.1 --weight-decay 5e-4 --batch-size 128 --population 16 \
@@ -56,4 +61,9 @@ done; fi
 # augment: batched augmentation throughput (goal: 500,000 images/s on an H200)
 want augment && run 60 python3 experiments/bench_augment_speed.py --device cuda --n 262144 --batch-size 65536 \
     --n-per-image 1000 --repeats 2 --workers 0
+# dada_quality: the GPU-searched policy against crop/flip, TrivialAugment and RandAugment, WRN-40-2 retrained on
+# reduced CIFAR-10 (4,000 images), 60 epochs, seed 0, the subset's 2,000 test images (issue #8's goal 2 on a GPU)
+want dada_quality && run 420 python3 experiments/augment_quality.py --dataset npz --data-root "$D" --model wrn_40_2 \
+    --n-train 4000 --n-test 2000 --epochs 60 --device cuda --eval-every 20 \
+    --policies identity,dada_reduced_cifar10_wrn40_2,trivialaugment,randaugment --out "$OUT/dada_quality.json"
 echo "== done at ${SECONDS}s" | tee -a "$LOG"
