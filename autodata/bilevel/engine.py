@@ -39,6 +39,8 @@ update (one step stale), as the DARTS-style alternating schemes do.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import math
 import warnings
@@ -246,7 +248,10 @@ class MetaLearner:
         self.replay = Replay(model, params, self.augment, self.loss_fn, self.meta_loss_fn, self._check_targets, self.inputs)
         self.method = make_method(method, radius=fd_radius, layers=layers).bind(self)
         self._distributed = isinstance(model, nn.parallel.DistributedDataParallel)
-        _check_method_fits(self.method, model, self._distributed, self.accumulation_steps, max_grad_norm)
+        self._fits = functools.partial(_check_method_fits, self.method, model, self._distributed,
+                                       self.accumulation_steps, max_grad_norm)
+        if self._learns:  # a method that never runs is not checked (a compiled model trained with nothing learned)
+            self._fits()
         if self.augment.needs_rewards:
             _check_rewards_fit(self.method, self.accumulation_steps)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -271,6 +276,8 @@ class MetaLearner:
     @augment.setter
     def augment(self, augment: BaseAugment) -> None:
         _checks.check_components(self.reweighter, augment, self.device)
+        if augment.learns and hasattr(self, "_fits"):
+            self._fits()
         if augment.needs_rewards and hasattr(self, "method"):
             _check_rewards_fit(self.method, self.accumulation_steps)
         self._augment = augment
@@ -320,21 +327,36 @@ class MetaLearner:
         k = self.accumulation_steps
         micro, optimizer_step = index % k, index // k
         due = optimizer_step % self.every == 0
-        if self._online is not None:
-            loss = self._online.step(index, x, y, x_meta, y_meta, due, micro)
-        elif self._learns and due and not self._closed:
-            self._check_real_step_taken(index)
-            if micro < k - 1:  # an earlier micro-batch: recorded, the meta update waits for the last
-                forward = self._real_forward(index, x, y, replayable=True)
-                self._group.append(forward.detached())
-                loss = self._reweighted_loss(forward, False, math.nan)
+        with self._keeps_graphs():
+            if self._online is not None:
+                loss = self._online.step(index, x, y, x_meta, y_meta, due, micro)
+            elif self._learns and due and not self._closed:
+                self._check_real_step_taken(index)
+                if micro < k - 1:  # an earlier micro-batch: recorded, the meta update waits for the last
+                    forward = self._real_forward(index, x, y, replayable=True)
+                    self._group.append(forward.detached())
+                    loss = self._reweighted_loss(forward, False, math.nan)
+                else:
+                    loss = self._meta_step(index, x, y, *self._meta_batch(x, y, x_meta, y_meta))
             else:
-                loss = self._meta_step(index, x, y, *self._meta_batch(x, y, x_meta, y_meta))
-        else:
-            loss = self._reweighted_loss(self._real_forward(index, x, y, replayable=False), False, math.nan)
+                loss = self._reweighted_loss(self._real_forward(index, x, y, replayable=False), False, math.nan)
         self.num_steps = index + 1
         self._since_real_step += 1
         return loss
+
+    def _keeps_graphs(self) -> contextlib.AbstractContextManager:
+        """No donated buffers in a compiled model's backward while a step differentiates its forward.
+
+        A meta step differentiates the real forward's graph with ``retain_graph=True`` (the user's
+        ``loss.backward()`` comes after it). AOTAutograd refuses that for a graph compiled with
+        donated buffers (``torch._functorch.config.donated_buffer``), which it compiles when the
+        same code was compiled earlier in the process for plain training (another model of the
+        same architecture, an earlier trial). The switch is read when the backward runs, which
+        then keeps its saved tensors, as ``retain_graph`` asks.
+        """
+        if not is_compiled(self.model):
+            return contextlib.nullcontext()
+        return torch._functorch.config.patch(donated_buffer=False)
 
     def _check_real_step_taken(self, index: int) -> None:
         """Warn (once) when meta steps come faster than optimizer steps: unannounced accumulation."""

@@ -101,6 +101,9 @@ class PBASearchConfig(JsonConfig):
                              f"reweighter={t.reweighter!r}.")
         if t.optimizer != "sgd":
             raise ValueError(f"train.optimizer must be 'sgd' (PBA's; the population steps it functionally), but got {t.optimizer!r}.")
+        if t.compile != "none":
+            raise ValueError(f"train.compile must be 'none' for a search (the population engines train the members "
+                             f"functionally, uncompiled), but got {t.compile!r}.")
         if t.precision not in AUTOCAST_DTYPES:
             raise ValueError(f"train.precision must be one of {list(AUTOCAST_DTYPES)} for a search, but got {t.precision!r}.")
 

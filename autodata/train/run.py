@@ -150,6 +150,15 @@ def _build_reweighter(config: TrainConfig) -> nn.Module | None:
     return reweighter.to(torch.device(config.device))
 
 
+def _compiled(config: TrainConfig, model: nn.Module) -> nn.Module:
+    """The module the training steps call: ``model`` itself, or ``torch.compile(model, mode=config.compile)``.
+
+    The run keeps the plain ``model`` (its state dict, evaluation, checkpoints); the compiled
+    wrapper shares its parameters and buffers, and the learner replays on the plain module.
+    """
+    return model if config.compile == "none" else torch.compile(model, mode=config.compile)
+
+
 def build_run(config: TrainConfig, data: RunData | None = None) -> Run:
     """Build the run that ``config`` describes: files are checked first, then data is read.
 
@@ -166,7 +175,7 @@ def build_run(config: TrainConfig, data: RunData | None = None) -> Run:
     optimizer = _build_optimizer(config, model)
     scheduler = _build_scheduler(config, optimizer)
     learner = MetaLearner(
-        model, optimizer, reweighter=_build_reweighter(config), augment=augment,
+        _compiled(config, model), optimizer, reweighter=_build_reweighter(config), augment=augment,
         meta_data=data.meta_loader, method=config.method, every=config.every, guard=config.guard,
         seed=derive_seed(config.seed, "augment"),
     )

@@ -152,3 +152,40 @@ def test_compiled_model_works_with_first_order_methods_and_refuses_second_order(
         updates.append([p.detach().clone() for p in mwn.parameters()])
     for a, b in zip(*updates):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["jvp", "fd"])
+def test_a_compiled_model_whose_code_was_compiled_for_plain_training_before_still_meta_learns(method: str) -> None:
+    """AOTAutograd donates buffers in a graph first compiled for plain training (another model of the
+    same architecture, an earlier trial in one process); the meta step's retain_graph backward through
+    it must still work, and give the eager model's update."""
+    torch._dynamo.reset()
+    x, y = _data()
+    xm, ym = _data(7, seed=1)
+    earlier = _mlp()
+    compiled_earlier = torch.compile(earlier, backend="aot_eager")
+    opt = torch.optim.SGD(earlier.parameters(), lr=0.1)
+    for _ in range(2):  # plain training: the graph is compiled with donated buffers
+        loss = torch.nn.functional.cross_entropy(compiled_earlier(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    updates = []
+    for compile_it in (True, False):
+        model = _mlp()
+        net = torch.compile(model, backend="aot_eager") if compile_it else model
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+        mwn = _mwn()
+        learner = MetaLearner(net, optimizer, reweighter=mwn, method=method,
+                              meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
+        for _ in range(2):
+            loss = learner.step(x, y, xm, ym)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        assert learner.last.meta_updated
+        updates.append([p.detach().clone() for p in (*mwn.parameters(), *model.parameters())])
+    for a, b in zip(*updates):
+        torch.testing.assert_close(a, b)
+    torch._dynamo.reset()

@@ -36,6 +36,7 @@ def _config(**changes: object) -> PBASearchConfig:
         ({"train": TRAIN.replace(val_per_class=0)}, "train.val_per_class must be >= 1.*never the test set"),
         ({"train": TRAIN.replace(augment="policy", policy="policies/identity.json")}, "train.augment must be 'none'"),
         ({"train": TRAIN.replace(optimizer="adam")}, "train.optimizer must be 'sgd'"),
+        ({"train": TRAIN.replace(compile="default")}, "train.compile must be 'none' for a search"),
         ({"train": "digits"}, "train must be a TrainConfig"),
     ],
 )

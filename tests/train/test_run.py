@@ -172,7 +172,7 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path) -> None:
 def test_a_checkpoint_saved_before_a_field_existed_resumes_with_its_default(tmp_path) -> None:
     run = build_run(TrainConfig(**{**BASE, "epochs": 1}))
     state = run.state_dict()
-    for name in ("reweighter_floor", "reweighter_max_step_ratio", "guard", "warmup_epochs"):  # fields added later
+    for name in ("reweighter_floor", "reweighter_max_step_ratio", "guard", "warmup_epochs", "compile"):  # fields added later
         del state["config"][name]
     build_run(TrainConfig(**{**BASE, "epochs": 1})).load_state_dict(state, "old.pt")
     unguarded = build_run(TrainConfig(**{**BASE, "epochs": 1, "guard": False}))
