@@ -25,16 +25,23 @@ D=".devdata/cifar10.npz"
 # STEPS picks the steps (all of them take more than one 10-minute call); the first GPU session
 # (H100, 2026-11-27, experiments/results/gpu_h100_2026-11-27/) measured epoch, dada, pba_throughput,
 # pba_search, meta_cost and augment; the next one should run the steps not yet measured, in two
-# calls that fit one session's 15 device minutes (about 290 s and 420 s of boxes):
-#   STEPS="epoch_graphs pba_search_bf16 pba_throughput_bf16" bash experiments/gpu_checks.sh
+# calls (boxes of 510 s and 420 s; about 300 s and 400 s expected, from the first session's timings, so
+# both fit one session's 15 device minutes with their start-ups; give the first call timeout_s 560):
+#   STEPS="epoch_graphs train_graphs pba_search_bf16 pba_throughput_bf16" bash experiments/gpu_checks.sh
 #   STEPS="dada_quality" bash experiments/gpu_checks.sh
-STEPS=${STEPS:-"epoch epoch_graphs dada pba_throughput pba_throughput_bf16 pba_search pba_search_bf16 meta_cost augment dada_quality"}
+STEPS=${STEPS:-"epoch epoch_graphs train_graphs dada pba_throughput pba_throughput_bf16 pba_search pba_search_bf16 meta_cost augment dada_quality"}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 # epoch: ResNet-32 epoch on CIFAR-10-sized data, bf16 + channels-last (goal: 2.5 s on an H200)
 want epoch && run 75 python3 experiments/bench_epoch.py --device cuda --epochs 3
 # epoch_graphs: the same with CUDA graphs (torch.compile reduce-overhead) and fused SGD: the eager step is
 # bound by the host's kernel launches (probe: 12.8-16.5 ms a step, as long as the host takes to issue it)
 want epoch_graphs && run 100 python3 experiments/bench_epoch.py --device cuda --epochs 3 --compile reduce-overhead --fused
+# train_graphs: the library's own run (autodata train) eager and with --compile reduce-overhead, ResNet-32 on the
+# 9,000-image subset, bf16: the per-epoch seconds side by side (the CUDA-graph path of TrainConfig.compile on a GPU)
+if want train_graphs; then for c in none reduce-overhead; do
+run 110 python3 -m autodata.cli train --dataset npz --data-root "$D" --model resnet32 --crop-padding 4 --flip --epochs 4 \
+    --device cuda --precision bf16 --compile $c --out "$OUT/train_$c"
+done; fi
 # dada: DADA search, the anchors' setting (goal: 2 minutes on an H200)
 want dada && run 150 python3 experiments/search_policy.py --dataset npz --data-root "$D" --n-train 4000 --meta-per-class 200 \
     --model wrn_40_2 --epochs 20 --device cuda --out "$OUT/dada_reduced_cifar10_gpu.json"
