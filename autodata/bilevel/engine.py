@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import itertools
 import math
 import warnings
@@ -266,6 +267,7 @@ class MetaLearner:
         self._group: list[RecordedForward] = []  # earlier micro-batches of this optimizer step
         self._since_real_step = 0  # step() calls since the last optimizer.step()
         self._warned_no_real_step = False
+        self._learned_from_start = self._learns
         self._hook = optimizer.register_step_post_hook(self._real_step_taken) if self._learns else None
 
     @property
@@ -276,13 +278,53 @@ class MetaLearner:
     @augment.setter
     def augment(self, augment: BaseAugment) -> None:
         _checks.check_components(self.reweighter, augment, self.device)
-        if augment.learns and hasattr(self, "_fits"):
-            self._fits()
+        self._check_arriving("augmentation", augment)
         if augment.needs_rewards and hasattr(self, "method"):
             _check_rewards_fit(self.method, self.accumulation_steps)
         self._augment = augment
         if hasattr(self, "replay"):
             self.replay.augment = augment
+
+    @property
+    def reweighter(self) -> BaseReweighter:
+        """The sample reweighter; assigning another one is checked as an augmentation is."""
+        return self._reweighter
+
+    @reweighter.setter
+    def reweighter(self, reweighter: BaseReweighter) -> None:
+        if hasattr(self, "_augment"):  # (while constructing, the augmentation's setter checks both)
+            _checks.check_components(reweighter, self._augment, self.device)
+        self._check_arriving("reweighter", reweighter)
+        self._reweighter = reweighter
+
+    def _check_arriving(self, what: str, component: BaseReweighter | BaseAugment) -> None:
+        """Refuse a learned component assigned after construction that this learner cannot learn.
+
+        The meta-optimizer, the optimizer hooks and the ``online`` updater are set up in the
+        constructor for the components given there: a learned component assigned later to a
+        learner built with nothing learned, or whose meta-parameters the meta-optimizer does
+        not hold, would never be updated (while ``last.meta_updated`` said it was).
+        """
+        if not getattr(component, "learns", False) or not hasattr(self, "_hook") or self._closed:
+            return  # nothing learned, still constructing, or closed (plain steps)
+        self._fits()
+        if not self._learned_from_start:
+            raise ValueError(
+                f"a learned {what} must be given to MetaLearner(...), which sets up its meta-optimizer and optimizer "
+                f"hooks, but this learner was built with nothing learned; build a new MetaLearner with it."
+            )
+        if self.method.delayed and getattr(component, "per_batch", False):
+            raise ValueError(
+                f"method={self.method.name!r} updates the components one step late, which a per-batch reweighter "
+                f"({type(component).__name__}) cannot be; use 'exact', 'jvp' or 'fd'."
+            )
+        held = {id(p) for group in getattr(self.meta_optimizer, "param_groups", []) for p in group["params"]}
+        if any(p.requires_grad and id(p) not in held for p in component.parameters()):
+            raise ValueError(
+                f"the {what}'s meta-parameters must be in the learner's meta-optimizer, but some are not (the default "
+                f"one holds those of the components given to MetaLearner); pass meta_optimizer=... over them, or "
+                f"build a new MetaLearner."
+            )
 
     def _real_step_taken(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._since_real_step = 0
@@ -352,11 +394,13 @@ class MetaLearner:
         donated buffers (``torch._functorch.config.donated_buffer``), which it compiles when the
         same code was compiled earlier in the process for plain training (another model of the
         same architecture, an earlier trial). The switch is read when the backward runs, which
-        then keeps its saved tensors, as ``retain_graph`` asks.
+        then keeps its saved tensors, as ``retain_graph`` asks. With nothing learned no step
+        retains a graph (a learned component cannot arrive later: :meth:`_check_arriving`), and
+        the graphs keep their donated buffers.
         """
-        if not is_compiled(self.model):
+        if not self._learns or not is_compiled(self.model):  # (nothing learned: no retain_graph, donation kept)
             return contextlib.nullcontext()
-        return torch._functorch.config.patch(donated_buffer=False)
+        return _without_donated_buffers()
 
     def _check_real_step_taken(self, index: int) -> None:
         """Warn (once) when meta steps come faster than optimizer steps: unannounced accumulation."""
@@ -622,6 +666,21 @@ class MetaLearner:
             self._online.load_state_dict(state.get("pending"))
         if self.guard is not None and state.get("guard") is not None:
             self.guard.load_state_dict(state["guard"])
+
+
+def _without_donated_buffers(config: Any = None) -> contextlib.AbstractContextManager:
+    """``torch._functorch.config.patch(donated_buffer=False)``; nothing where PyTorch has no such
+    switch (2.4: AOTAutograd donated no buffers before pytorch/pytorch#130580), whose ``patch``
+    raises on an unknown name.
+
+    Args:
+        config: the ``torch._functorch.config`` module (imported here when ``None``).
+    """
+    if config is None:
+        config = importlib.import_module("torch._functorch.config")
+    if not hasattr(config, "donated_buffer"):
+        return contextlib.nullcontext()
+    return config.patch(donated_buffer=False)
 
 
 def _check_rewards_fit(method: HypergradientMethod, accumulation_steps: int) -> None:
