@@ -387,20 +387,20 @@ class MetaLearner:
         return loss
 
     def _keeps_graphs(self) -> contextlib.AbstractContextManager:
-        """No donated buffers in a compiled model's backward while a step differentiates its forward.
+        """Compiled graphs whose saved tensors survive a first backward (:func:`_compiled_for_retain_graph`).
 
         A meta step differentiates the real forward's graph with ``retain_graph=True`` (the user's
         ``loss.backward()`` comes after it). AOTAutograd refuses that for a graph compiled with
-        donated buffers (``torch._functorch.config.donated_buffer``), which it compiles when the
-        same code was compiled earlier in the process for plain training (another model of the
-        same architecture, an earlier trial). The switch is read when the backward runs, which
-        then keeps its saved tensors, as ``retain_graph`` asks. With nothing learned no step
-        retains a graph (a learned component cannot arrive later: :meth:`_check_arriving`), and
-        the graphs keep their donated buffers.
+        donated buffers (``torch._functorch.config.donated_buffer``), and inductor's buffer reuse
+        made the second backward of a BatchNorm model wrong. Both are settings of the graph's
+        compilation, so every step through a compiled model takes them, learned or not: a graph
+        compiled in a plain step (nothing learned) may serve a later learner's meta steps (Dynamo
+        reuses the graph of one architecture for another instance). A graph compiled outside any
+        learner in the same process is reused as it was compiled.
         """
-        if not self._learns or not is_compiled(self.model):  # (nothing learned: no retain_graph, donation kept)
+        if not is_compiled(self.model):
             return contextlib.nullcontext()
-        return _without_donated_buffers()
+        return _compiled_for_retain_graph()
 
     def _check_real_step_taken(self, index: int) -> None:
         """Warn (once) when meta steps come faster than optimizer steps: unannounced accumulation."""
@@ -668,19 +668,30 @@ class MetaLearner:
             self.guard.load_state_dict(state["guard"])
 
 
-def _without_donated_buffers(config: Any = None) -> contextlib.AbstractContextManager:
-    """``torch._functorch.config.patch(donated_buffer=False)``; nothing where PyTorch has no such
-    switch (2.4: AOTAutograd donated no buffers before pytorch/pytorch#130580), whose ``patch``
-    raises on an unknown name.
+def _compiled_for_retain_graph(config: Any = None, inductor: Any = None) -> contextlib.AbstractContextManager:
+    """Compiled graphs whose saved tensors survive a first backward: ``torch._functorch.config``'s
+    ``donated_buffer=False`` (where PyTorch has the switch; 2.4 donated no buffers before
+    pytorch/pytorch#130580, and its ``patch`` raises on an unknown name) and
+    ``torch._inductor.config``'s ``inplace_buffers=False, allow_buffer_reuse=False``.
+
+    Inductor's buffer reuse is read when a graph is compiled: a BatchNorm model's forward
+    compiled with it gave, on the second backward of one forward (the user's, after the meta
+    step's ``retain_graph=True`` one), gradients off by 0.26 (small CNN, PyTorch 2.14, CPU),
+    even without donated buffers; compiled without it, eager's up to rounding.
 
     Args:
         config: the ``torch._functorch.config`` module (imported here when ``None``).
+        inductor: the ``torch._inductor.config`` module (imported here when ``None``).
     """
-    if config is None:
-        config = importlib.import_module("torch._functorch.config")
-    if not hasattr(config, "donated_buffer"):
-        return contextlib.nullcontext()
-    return config.patch(donated_buffer=False)
+    config = importlib.import_module("torch._functorch.config") if config is None else config
+    inductor = importlib.import_module("torch._inductor.config") if inductor is None else inductor
+    stack = contextlib.ExitStack()
+    if hasattr(config, "donated_buffer"):
+        stack.enter_context(config.patch(donated_buffer=False))
+    reuse = {k: False for k in ("inplace_buffers", "allow_buffer_reuse") if hasattr(inductor, k)}
+    if reuse:
+        stack.enter_context(inductor.patch(**reuse))
+    return stack
 
 
 def _check_rewards_fit(method: HypergradientMethod, accumulation_steps: int) -> None:
