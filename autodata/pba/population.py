@@ -502,9 +502,11 @@ VMAP_AUTOCAST_LAYERS: dict[type[nn.Module], Callable[[torch.dtype, nn.Module, Te
     nn.BatchNorm3d: _batch_norm_in_float32,
 }
 """Layer type (exactly) -> its forward ``(dtype, layer, x)`` under ``vmap`` and autocast, where
-autocast alone does not do what it does outside ``vmap``. Seen with PyTorch 2.14 on a CPU: a
-vmapped convolution is not autocast (it computes in float32); a vmapped linear layer adds its
-bias in float32 and returns float32 (pytorch/pytorch#192617); BatchNorm's batch rule with
+autocast alone does not do what it does outside ``vmap``. Seen with PyTorch 2.14 on a CPU: under
+a plain ``vmap`` (the evaluation) a convolution is not autocast (it computes in float32) and a
+linear layer adds its bias in float32 and returns float32 (pytorch/pytorch#192617); under
+``vmap(grad_and_value(...))`` (the training step) both were autocast, and their casts change
+nothing there (tests/pba/test_pba_bf16_layers.py checks both phases); BatchNorm's batch rule with
 batched running statistics has no mixed-type kernel and raises "expected scalar type BFloat16
 but found Float" on a bfloat16 input. Convolutions and linear layers therefore cast their
 input, weight and bias to ``dtype`` themselves, as autocast does outside ``vmap``; BatchNorm
