@@ -24,7 +24,9 @@ gradient clipping (``max_grad_norm``: the look-ahead clips as ``clip_grad_norm_`
 that are not one tensor (``inputs``: a dict or tuple batch to the model's arguments).
 ``torch.compile`` and ``DistributedDataParallel`` models work with the first-order methods
 (``jvp``, ``jvp-online``, ``fd``, ``online``); under DDP the hypergradients are averaged over the
-ranks, so every rank holds the same components after each step. Between
+ranks, so every rank holds the same components after each step. With a compiled model, the
+forwards that a step differentiates itself before the user's backward (a non-delayed meta step,
+L2RW's step bound) run the plain module: a compiled graph is not safe to backward twice. Between
 meta steps (``every=k``) a step is step 1 and 4 with the current weights. The ``online`` and
 ``jvp-online`` methods (:mod:`~autodata.bilevel.online`) instead take the real optimizer step as
 their look-ahead and apply it one step late.
@@ -396,7 +398,8 @@ class MetaLearner:
         compilation, so every step through a compiled model takes them, learned or not: a graph
         compiled in a plain step (nothing learned) may serve a later learner's meta steps (Dynamo
         reuses the graph of one architecture for another instance). A graph compiled outside any
-        learner in the same process is reused as it was compiled.
+        learner in the same process is reused as it was compiled; the forwards a step differentiates
+        itself therefore run the plain module (:meth:`_forward_model`).
         """
         if not is_compiled(self.model):
             return contextlib.nullcontext()
@@ -437,11 +440,30 @@ class MetaLearner:
         with torch.set_grad_enabled(replayable and self.augment.learns and not self.method.delayed):
             x_aug = self.augment(x, aug_params)
         args, kwargs = self.inputs(x_aug)
-        logits = self.model(*args, **kwargs)
+        logits = self._forward_model(replayable)(*args, **kwargs)
         self._check_targets("training", y, logits.shape[-1])
         losses = self.loss_fn(logits, y)  # (B,)
         _checks.check_losses(index, losses, y.shape[0], self.module, buffers)
         return RecordedForward(index, x, y, aug_params, losses, rng)
+
+    def _forward_model(self, replayable: bool) -> nn.Module:
+        """The module of a real forward: the plain one where this step differentiates the forward itself.
+
+        A meta step (and L2RW's step bound) differentiates the real forward with ``retain_graph=True``
+        before the user's ``loss.backward()``: two backwards of one graph. A compiled graph is not safe
+        for that: a graph compiled with donated buffers refuses it, and one compiled with inductor's
+        buffer reuse gave gradients off by up to 0.26 on the second backward (a BatchNorm model) --
+        and Dynamo serves a graph compiled anywhere in the process for the same architecture, with
+        the settings it was compiled with. So those forwards run the plain module; every other step
+        (nothing learned, the steps between every-k updates, the delayed methods' real steps) runs
+        the compiled one.
+        """
+        if not is_compiled(self.model):
+            return self.model
+        differentiated = self._learns and replayable and not self.method.delayed
+        if differentiated or self.reweighter.max_step_ratio is not None:
+            return self.module
+        return self.model
 
     def _step_weights(self, losses: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
         """The meta step's weights and meta-parameters: the reweighter's, then the augmentation's."""

@@ -182,7 +182,7 @@ class TrainConfig(JsonConfig):
     compile: str = _f(
         "none", "torch.compile the model for training, in this mode (none: eager; reduce-overhead replays CUDA "
                 "graphs, which removes the per-kernel launch cost that bounds small models on a GPU); evaluation "
-                "stays eager", choices=COMPILE_MODES)
+                "and the forwards a meta step differentiates stay eager", choices=COMPILE_MODES)
     seed: int = _f(0, "seed of every random draw of the run", _seed)
 
     def __post_init__(self) -> None:
