@@ -84,8 +84,7 @@ def test_compiled_for_retain_graph_turns_the_switches_off_where_torch_has_them()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("compiled_before", [False, True])
-@pytest.mark.parametrize("method", ["jvp", "jvp-online"])
+@pytest.mark.parametrize(("compiled_before", "method"), [(False, "jvp"), (True, "jvp"), (True, "jvp-online")])
 def test_an_inductor_compiled_batchnorm_model_meta_learns_as_the_eager_one(compiled_before: bool, method: str) -> None:
     """compile='default' (inductor) with a learned reweighter: the user's backward after the meta step's
     retain_graph backward. With inductor's buffer reuse the real step's gradients were off by up to 0.26
