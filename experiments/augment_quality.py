@@ -26,7 +26,6 @@ Usage (the figures in BENCHMARKS.md, "Augmentation policy quality"):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import statistics
@@ -35,14 +34,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from autodata._argparse import add_config_arguments, config_from_arguments
 from autodata._io import write_json_atomic
-from autodata.data import DeviceLoader
 from autodata.train import TrainConfig, build_run
-from autodata.train.data import RunData, build_data
+from autodata.train.data import build_data
 
 POLICIES = Path(__file__).resolve().parents[1] / "policies"
 DEFAULTS = dict(dataset="cifar10", model="resnet20", n_train=5000, epochs=20, lr=0.1, crop_padding=4, flip=True,
@@ -72,22 +69,9 @@ def eval_epochs(epochs: int, every: int) -> list[int]:
     return sorted({e for e in range(every, epochs + 1, every)} | {epochs})
 
 
-def _with_test_subset(data: RunData, n_test: int) -> RunData:
-    """``data`` evaluated on its first ``n_test`` test images (0: all of them)."""
-    if n_test == 0:
-        return data
-    if not 0 < n_test <= len(data.test):
-        raise ValueError(f"n_test must be in [0, {len(data.test)}], but got {n_test}.")
-    test = data.test.subset(np.arange(n_test))
-    old = data.test_loader
-    loader = DeviceLoader(test.images, test.labels, old.batch_size, device=old.images.device, mean=None, std=None,
-                          crop_padding=0, flip=False, shuffle=False, channels_last=old.channels_last)
-    return dataclasses.replace(data, test=test, test_loader=loader)
-
-
 def train_one(config: TrainConfig, n_test: int, every: int, name: str, log: EpochLog | None = None) -> dict[str, Any]:
     """Train ``config`` to the end, evaluating on the test split at :func:`eval_epochs`."""
-    run = build_run(config, _with_test_subset(build_data(config), n_test))
+    run = build_run(config, build_data(config).with_test_subset(n_test))
     due = set(eval_epochs(config.epochs, every))
     curve: dict[int, float] = {}
     train_seconds = eval_seconds = 0.0

@@ -45,21 +45,18 @@ exploited, and so trained under a schedule that formed, test better than the bes
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from autodata._io import write_json_atomic
-from autodata.data import DeviceLoader
 from autodata.pba import PBASearchConfig, search_schedule
 from autodata.schedules import PiecewiseSchedule, Segment
-from autodata.train import RunData, TrainConfig, build_data, build_run
+from autodata.train import TrainConfig, build_data, build_run
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
@@ -151,22 +148,9 @@ def stage_lineage(args: argparse.Namespace) -> None:
         print(f"  epochs {seg.start:3d}-{seg.stop - 1:3d}: {len(used):2d} entries: {ops}")
 
 
-def _with_test_subset(data: RunData, n_test: int) -> RunData:
-    """``data`` evaluated on its first ``n_test`` test images (0: all), as experiments/augment_quality.py does."""
-    if n_test == 0:
-        return data
-    if not 0 < n_test <= len(data.test):
-        raise ValueError(f"n_test must be in [0, {len(data.test)}], but got {n_test}.")
-    test = data.test.subset(np.arange(n_test))
-    old = data.test_loader
-    loader = DeviceLoader(test.images, test.labels, old.batch_size, device=old.images.device, mean=None, std=None,
-                          crop_padding=0, flip=False, shuffle=False, channels_last=old.channels_last)
-    return dataclasses.replace(data, test=test, test_loader=loader)
-
-
 def _train(config: TrainConfig, n_test: int = 0) -> float:
     """Train ``config`` to the end; test accuracy on the first ``n_test`` test images (0: all)."""
-    run = build_run(config, _with_test_subset(build_data(config), n_test))
+    run = build_run(config, build_data(config).with_test_subset(n_test))
     while not run.finished:
         run.train_epoch()
     return run.evaluate("test")["accuracy"]

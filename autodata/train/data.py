@@ -17,6 +17,7 @@ sees ``[0, 1]`` pixels. Crop and flip are the loader's (:func:`autodata.data.cro
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -92,6 +93,18 @@ class RunData:
     @property
     def in_channels(self) -> int:
         return int(self.train.images.shape[1])
+
+    def with_test_subset(self, n_test: int) -> RunData:
+        """This data evaluated on its first ``n_test`` test images (0: all of them)."""
+        if n_test == 0:
+            return self
+        if not 0 < n_test <= len(self.test):
+            raise ValueError(f"n_test must be in [0, {len(self.test)}], but got {n_test}.")
+        test = self.test.subset(np.arange(n_test))
+        old = self.test_loader
+        loader = DeviceLoader(test.images, test.labels, old.batch_size, device=old.images.device, mean=None, std=None,
+                              crop_padding=0, flip=False, shuffle=False, channels_last=old.channels_last)
+        return dataclasses.replace(self, test=test, test_loader=loader)
 
 
 def _held_out(labels: np.ndarray, per_class: int, seed: int, what: str, k: int) -> tuple[np.ndarray, np.ndarray]:
