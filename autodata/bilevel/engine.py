@@ -22,12 +22,16 @@ own habits are told to the learner once: gradient accumulation over micro-batche
 (``accumulation_steps``: one meta update per optimizer step, from the accumulated step),
 gradient clipping (``max_grad_norm``: the look-ahead clips as ``clip_grad_norm_`` does), inputs
 that are not one tensor (``inputs``: a dict or tuple batch to the model's arguments).
-``torch.compile`` and ``DistributedDataParallel`` models work with the first-order methods
-(``jvp``, ``jvp-online``, ``fd``, ``online``); under DDP the hypergradients are averaged over the
-ranks, so every rank holds the same components after each step. With a compiled model, the
-forwards that a step differentiates itself before the user's backward (a non-delayed meta step,
-L2RW's step bound) run the plain module: a compiled graph is not safe to backward twice. Between
-meta steps (``every=k``) a step is step 1 and 4 with the current weights. The ``online`` and
+A ``torch.compile``d model works with every method: the forwards that a step differentiates
+itself before the user's backward (a non-delayed meta step, L2RW's step bound) run the plain
+module, which shares the compiled model's parameters (a compiled graph is not safe to backward
+twice, and AOTAutograd has no double backward); every other step (nothing learned, the steps
+between every-k updates, the delayed methods' real steps) runs the compiled graph.
+``DistributedDataParallel`` models work with the first-order methods (``jvp``, ``jvp-online``,
+``fd``, ``online``): the real forward must go through DDP to all-reduce the model's gradients,
+and DDP has no double backward; the hypergradients are averaged over the ranks, so every rank
+holds the same components after each step. Between meta steps (``every=k``) a step is step 1
+and 4 with the current weights. The ``online`` and
 ``jvp-online`` methods (:mod:`~autodata.bilevel.online`) instead take the real optimizer step as
 their look-ahead and apply it one step late.
 
@@ -41,9 +45,7 @@ update (one step stale), as the DARTS-style alternating schemes do.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib
 import itertools
 import math
 import warnings
@@ -251,9 +253,9 @@ class MetaLearner:
         self.replay = Replay(model, params, self.augment, self.loss_fn, self.meta_loss_fn, self._check_targets, self.inputs)
         self.method = make_method(method, radius=fd_radius, layers=layers).bind(self)
         self._distributed = isinstance(model, nn.parallel.DistributedDataParallel)
-        self._fits = functools.partial(_check_method_fits, self.method, model, self._distributed,
+        self._fits = functools.partial(_check_method_fits, self.method, self._distributed,
                                        self.accumulation_steps, max_grad_norm)
-        if self._learns:  # a method that never runs is not checked (a compiled model trained with nothing learned)
+        if self._learns:  # a method that never runs is not checked (a DDP model trained with nothing learned)
             self._fits()
         if self.augment.needs_rewards:
             _check_rewards_fit(self.method, self.accumulation_steps)
@@ -371,39 +373,21 @@ class MetaLearner:
         k = self.accumulation_steps
         micro, optimizer_step = index % k, index // k
         due = optimizer_step % self.every == 0
-        with self._keeps_graphs():
-            if self._online is not None:
-                loss = self._online.step(index, x, y, x_meta, y_meta, due, micro)
-            elif self._learns and due and not self._closed:
-                self._check_real_step_taken(index)
-                if micro < k - 1:  # an earlier micro-batch: recorded, the meta update waits for the last
-                    forward = self._real_forward(index, x, y, replayable=True)
-                    self._group.append(forward.detached())
-                    loss = self._reweighted_loss(forward, False, math.nan)
-                else:
-                    loss = self._meta_step(index, x, y, *self._meta_batch(x, y, x_meta, y_meta))
+        if self._online is not None:
+            loss = self._online.step(index, x, y, x_meta, y_meta, due, micro)
+        elif self._learns and due and not self._closed:
+            self._check_real_step_taken(index)
+            if micro < k - 1:  # an earlier micro-batch: recorded, the meta update waits for the last
+                forward = self._real_forward(index, x, y, replayable=True)
+                self._group.append(forward.detached())
+                loss = self._reweighted_loss(forward, False, math.nan)
             else:
-                loss = self._reweighted_loss(self._real_forward(index, x, y, replayable=False), False, math.nan)
+                loss = self._meta_step(index, x, y, *self._meta_batch(x, y, x_meta, y_meta))
+        else:
+            loss = self._reweighted_loss(self._real_forward(index, x, y, replayable=False), False, math.nan)
         self.num_steps = index + 1
         self._since_real_step += 1
         return loss
-
-    def _keeps_graphs(self) -> contextlib.AbstractContextManager:
-        """Compiled graphs whose saved tensors survive a first backward (:func:`_compiled_for_retain_graph`).
-
-        A meta step differentiates the real forward's graph with ``retain_graph=True`` (the user's
-        ``loss.backward()`` comes after it). AOTAutograd refuses that for a graph compiled with
-        donated buffers (``torch._functorch.config.donated_buffer``), and inductor's buffer reuse
-        made the second backward of a BatchNorm model wrong. Both are settings of the graph's
-        compilation, so every step through a compiled model takes them, learned or not: a graph
-        compiled in a plain step (nothing learned) may serve a later learner's meta steps (Dynamo
-        reuses the graph of one architecture for another instance). A graph compiled outside any
-        learner in the same process is reused as it was compiled; the forwards a step differentiates
-        itself therefore run the plain module (:meth:`_forward_model`).
-        """
-        if not is_compiled(self.model):
-            return contextlib.nullcontext()
-        return _compiled_for_retain_graph()
 
     def _check_real_step_taken(self, index: int) -> None:
         """Warn (once) when meta steps come faster than optimizer steps: unannounced accumulation."""
@@ -454,9 +438,12 @@ class MetaLearner:
         for that: a graph compiled with donated buffers refuses it, and one compiled with inductor's
         buffer reuse gave gradients off by up to 0.26 on the second backward (a BatchNorm model) --
         and Dynamo serves a graph compiled anywhere in the process for the same architecture, with
-        the settings it was compiled with. So those forwards run the plain module; every other step
-        (nothing learned, the steps between every-k updates, the delayed methods' real steps) runs
-        the compiled one.
+        the settings it was compiled with -- and the second-order methods (``exact``, ``last``)
+        differentiate it twice more (``create_graph=True``), which AOTAutograd does not support. So
+        those forwards run the plain module, which holds the compiled model's parameters; every other
+        step (nothing learned, the steps between every-k updates, the delayed methods' real steps)
+        runs the compiled one. The step's other forwards (look-ahead, replay, validation) always run
+        the plain module through :func:`torch.func.functional_call`.
         """
         if not is_compiled(self.model):
             return self.model
@@ -690,32 +677,6 @@ class MetaLearner:
             self.guard.load_state_dict(state["guard"])
 
 
-def _compiled_for_retain_graph(config: Any = None, inductor: Any = None) -> contextlib.AbstractContextManager:
-    """Compiled graphs whose saved tensors survive a first backward: ``torch._functorch.config``'s
-    ``donated_buffer=False`` (where PyTorch has the switch; 2.4 donated no buffers before
-    pytorch/pytorch#130580, and its ``patch`` raises on an unknown name) and
-    ``torch._inductor.config``'s ``inplace_buffers=False, allow_buffer_reuse=False``.
-
-    Inductor's buffer reuse is read when a graph is compiled: a BatchNorm model's forward
-    compiled with it gave, on the second backward of one forward (the user's, after the meta
-    step's ``retain_graph=True`` one), gradients off by 0.26 (small CNN, PyTorch 2.14, CPU),
-    even without donated buffers; compiled without it, eager's up to rounding.
-
-    Args:
-        config: the ``torch._functorch.config`` module (imported here when ``None``).
-        inductor: the ``torch._inductor.config`` module (imported here when ``None``).
-    """
-    config = importlib.import_module("torch._functorch.config") if config is None else config
-    inductor = importlib.import_module("torch._inductor.config") if inductor is None else inductor
-    stack = contextlib.ExitStack()
-    if hasattr(config, "donated_buffer"):
-        stack.enter_context(config.patch(donated_buffer=False))
-    reuse = {k: False for k in ("inplace_buffers", "allow_buffer_reuse") if hasattr(inductor, k)}
-    if reuse:
-        stack.enter_context(inductor.patch(**reuse))
-    return stack
-
-
 def _check_rewards_fit(method: HypergradientMethod, accumulation_steps: int) -> None:
     """An augmentation with score-function estimators needs its rewards at once, from one batch."""
     if method.delayed or accumulation_steps != 1:
@@ -728,15 +689,15 @@ def _check_rewards_fit(method: HypergradientMethod, accumulation_steps: int) -> 
 
 
 def _check_method_fits(
-    method: HypergradientMethod, model: nn.Module, distributed: bool, accumulation_steps: int, max_grad_norm: float | None
+    method: HypergradientMethod, distributed: bool, accumulation_steps: int, max_grad_norm: float | None
 ) -> None:
     """Refuse a method the loop cannot support, naming the ones that can."""
     first_order = sorted(n for n, cls in HYPERGRADIENTS.items() if not cls.second_order)
-    where = "a torch.compile'd model" if is_compiled(model) else "a DistributedDataParallel model" if distributed else None
-    if method.second_order and where is not None:
+    if method.second_order and distributed:  # (a compiled model is fine: its meta forwards run the plain module)
         raise ValueError(
-            f"method={method.name!r} differentiates through a gradient (double backward), which {where} does not "
-            f"support; use one of the first-order methods {first_order} ('jvp' is exact)."
+            f"method={method.name!r} differentiates through a gradient (double backward), which a "
+            f"DistributedDataParallel model does not support; use one of the first-order methods {first_order} "
+            f"('jvp' is exact)."
         )
     if method.second_order and accumulation_steps > 1:
         raise ValueError(

@@ -204,12 +204,6 @@ class TrainConfig(JsonConfig):
         self._check_together()
 
     def _check_together(self) -> None:
-        if self.compile != "none" and self.learns and _methods()[self.method].second_order:
-            first_order = sorted(n for n, cls in _methods().items() if not cls.second_order)
-            raise ValueError(
-                f"method must be first-order with compile={self.compile!r} (a compiled model has no double backward), "
-                f"one of {first_order}, but got method={self.method!r}; use method='jvp' (exact) or compile='none'."
-            )
         if self.warmup_epochs >= self.epochs:
             raise ValueError(
                 f"warmup_epochs must be < epochs ({self.epochs}): the schedule needs an epoch after the warm-up, but got "
