@@ -430,7 +430,7 @@ class MetaLearner:
         _checks.check_losses(index, losses, y.shape[0], self.module, buffers)
         return RecordedForward(index, x, y, aug_params, losses, rng)
 
-    def _forward_model(self, replayable: bool) -> nn.Module:
+    def _forward_model(self, replayable: bool) -> Callable[..., Any]:
         """The module of a real forward: the plain one where this step differentiates the forward itself.
 
         A meta step (and L2RW's step bound) differentiates the real forward with ``retain_graph=True``
@@ -443,13 +443,15 @@ class MetaLearner:
         those forwards run the plain module, which holds the compiled model's parameters; every other
         step (nothing learned, the steps between every-k updates, the delayed methods' real steps)
         runs the compiled one. The step's other forwards (look-ahead, replay, validation) always run
-        the plain module through :func:`torch.func.functional_call`.
+        the plain module through :func:`torch.func.functional_call`. A model compiled in place
+        (``model.compile()``) is its own plain module: the plain forward is then its uncompiled call
+        (:func:`_uncompiled`).
         """
         if not is_compiled(self.model):
             return self.model
         differentiated = self._learns and replayable and not self.method.delayed
         if differentiated or self.reweighter.max_step_ratio is not None:
-            return self.module
+            return _uncompiled(self.module)
         return self.model
 
     def _step_weights(self, losses: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -675,6 +677,14 @@ class MetaLearner:
             self._online.load_state_dict(state.get("pending"))
         if self.guard is not None and state.get("guard") is not None:
             self.guard.load_state_dict(state["guard"])
+
+
+def _uncompiled(module: nn.Module) -> Callable[..., Any]:
+    """The module's plain call, hooks included: ``module.compile()`` routes ``module(...)`` through the
+    compiled graph (``_compiled_call_impl``), which a forward differentiated twice must not run."""
+    if getattr(module, "_compiled_call_impl", None) is not None:
+        return module._call_impl
+    return module
 
 
 def _check_rewards_fit(method: HypergradientMethod, accumulation_steps: int) -> None:
