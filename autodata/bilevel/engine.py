@@ -26,7 +26,11 @@ A ``torch.compile``d model works with every method: the forwards that a step dif
 itself before the user's backward (a non-delayed meta step, L2RW's step bound) run the plain
 module, which shares the compiled model's parameters (a compiled graph is not safe to backward
 twice, and AOTAutograd has no double backward); every other step (nothing learned, the steps
-between every-k updates, the delayed methods' real steps) runs the compiled graph.
+between every-k updates, the delayed methods' real steps) runs the compiled graph. A model
+compiled in place (``model.compile()``) runs its plain call there, and a compiled
+DistributedDataParallel model (``torch.compile(DDP(model))``) its DDP wrapper, which all-reduces
+the real step's gradients; DDP over a compiled module (``DDP(torch.compile(model))``) has no plain
+forward through DDP, so it takes the one-step-late methods only.
 ``DistributedDataParallel`` models work with the first-order methods (``jvp``, ``jvp-online``,
 ``fd``, ``online``): the real forward must go through DDP to all-reduce the model's gradients,
 and DDP has no double backward; the hypergradients are averaged over the ranks, so every rank
@@ -252,9 +256,11 @@ class MetaLearner:
         self.lookahead = VirtualStep(optimizer, params, max_grad_norm)
         self.replay = Replay(model, params, self.augment, self.loss_fn, self.meta_loss_fn, self._check_targets, self.inputs)
         self.method = make_method(method, radius=fd_radius, layers=layers).bind(self)
-        self._distributed = isinstance(model, nn.parallel.DistributedDataParallel)
+        self._ddp = _find_ddp(model)  # under a torch.compile wrapper too: torch.compile(DDP(model))
+        self._distributed = self._ddp is not None
+        self._plain = _plain_forward(model)  # the model's forward with every compiled graph left out
         self._fits = functools.partial(_check_method_fits, self.method, self._distributed,
-                                       self.accumulation_steps, max_grad_norm)
+                                       self.accumulation_steps, max_grad_norm, self._plain is not None)
         if self._learns:  # a method that never runs is not checked (a DDP model trained with nothing learned)
             self._fits()
         if self.augment.needs_rewards:
@@ -443,15 +449,15 @@ class MetaLearner:
         those forwards run the plain module, which holds the compiled model's parameters; every other
         step (nothing learned, the steps between every-k updates, the delayed methods' real steps)
         runs the compiled one. The step's other forwards (look-ahead, replay, validation) always run
-        the plain module through :func:`torch.func.functional_call`. A model compiled in place
-        (``model.compile()``) is its own plain module: the plain forward is then its uncompiled call
-        (:func:`_uncompiled`).
+        the plain module through :func:`torch.func.functional_call`. The plain forward keeps a
+        DistributedDataParallel wrapper (:func:`_plain_forward`), which all-reduces the real step's
+        gradients.
         """
-        if not is_compiled(self.model):
+        if not is_compiled(self.model) or self._plain is None:
             return self.model
         differentiated = self._learns and replayable and not self.method.delayed
         if differentiated or self.reweighter.max_step_ratio is not None:
-            return _uncompiled(self.module)
+            return self._plain
         return self.model
 
     def _step_weights(self, losses: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -498,7 +504,7 @@ class MetaLearner:
             return tensors
         import torch.distributed as dist
 
-        group = getattr(self.model, "process_group", None)
+        group = getattr(self._ddp, "process_group", None)
         size = dist.get_world_size(group)
         out = []
         for t in tensors:
@@ -679,12 +685,33 @@ class MetaLearner:
             self.guard.load_state_dict(state["guard"])
 
 
-def _uncompiled(module: nn.Module) -> Callable[..., Any]:
-    """The module's plain call, hooks included: ``module.compile()`` routes ``module(...)`` through the
-    compiled graph (``_compiled_call_impl``), which a forward differentiated twice must not run."""
-    if getattr(module, "_compiled_call_impl", None) is not None:
-        return module._call_impl
-    return module
+def _find_ddp(model: nn.Module) -> nn.parallel.DistributedDataParallel | None:
+    """The DistributedDataParallel wrapper of ``model``, under ``torch.compile`` wrappers too, or ``None``."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            return model
+        inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return None
+        model = inner
+
+
+def _plain_forward(model: nn.Module) -> Callable[..., Any] | None:
+    """``model``'s forward without its compiled graphs, DDP kept (it all-reduces the gradients); ``None`` if none.
+
+    ``torch.compile(m)`` wraps ``m`` (``_orig_mod``); ``m.compile()`` routes ``m(...)`` through the compiled
+    graph (``_compiled_call_impl``), whose plain call, hooks included, is ``m._call_impl``. DDP over a
+    compiled module calls the compiled graph inside its own forward: there is no plain forward through
+    DDP (``None``).
+    """
+    inner = getattr(model, "_orig_mod", None)
+    if isinstance(inner, nn.Module):
+        return _plain_forward(inner)
+    if isinstance(model, nn.parallel.DistributedDataParallel) and is_compiled(model.module):
+        return None
+    if getattr(model, "_compiled_call_impl", None) is not None:
+        return model._call_impl
+    return model
 
 
 def _check_rewards_fit(method: HypergradientMethod, accumulation_steps: int) -> None:
@@ -699,10 +726,19 @@ def _check_rewards_fit(method: HypergradientMethod, accumulation_steps: int) -> 
 
 
 def _check_method_fits(
-    method: HypergradientMethod, distributed: bool, accumulation_steps: int, max_grad_norm: float | None
+    method: HypergradientMethod, distributed: bool, accumulation_steps: int, max_grad_norm: float | None,
+    plain_forward: bool = True,
 ) -> None:
     """Refuse a method the loop cannot support, naming the ones that can."""
     first_order = sorted(n for n, cls in HYPERGRADIENTS.items() if not cls.second_order)
+    if not plain_forward and not method.delayed:
+        delayed = sorted(n for n, cls in HYPERGRADIENTS.items() if cls.delayed)
+        raise ValueError(
+            f"method={method.name!r} differentiates the real forward in its meta step, which must run DDP over the plain "
+            f"module (DDP all-reduces the gradients; a compiled graph is not safe to backward twice), but the model is "
+            f"DistributedDataParallel over a torch.compile'd module; compile the DDP model instead "
+            f"(torch.compile(DDP(model))) or use a one-step-late method {delayed}."
+        )
     if method.second_order and distributed:  # (a compiled model is fine: its meta forwards run the plain module)
         raise ValueError(
             f"method={method.name!r} differentiates through a gradient (double backward), which a "
