@@ -5,20 +5,22 @@ pushes dual tensors through the model. PyTorch's own forward-AD formulas are cor
 the CPU, some cost far more than the primal op (BENCHMARKS.md, "Meta-step cost"):
 
 * BatchNorm in train mode: the generic formula re-centres the input several times (about a
-  dozen full passes). Its input Jacobian is symmetric, so the tangent of the normalised input,
-  ``w * invstd * (x_t - mean(x_t) - x_hat * mean(x_t * x_hat))``, is exactly what
-  ``native_batch_norm_backward`` computes for a gradient ``x_t``, in one fused kernel; the
-  weight and bias tangents add ``x_hat * w_t + b_t`` in two passes.
+  dozen full passes). The tangent ``w * invstd * (x_t - mean(x_t) - x_hat * mean(x_t * x_hat))
+  + x_hat * w_t + b_t`` is ``A * x_t + B * x + C`` with per-channel ``A, B, C``: its two
+  per-channel sums come from one fused ``native_batch_norm_backward`` (the weight and bias
+  gradients it computes for a gradient ``x_t``; the input Jacobian is symmetric), then two
+  passes (:func:`_batch_norm_tangent`).
 * Max-pooling with non-overlapping windows (``stride == kernel_size``, no padding, no
   dilation). Contiguous (NCHW) input: a fold over the window's offsets, strided views of the
   input: ``maximum`` for the primal and, for the tangent, the tangent at the first position
   equal to the maximum (PyTorch's choice among ties), selected by ``lerp`` with weights 0 and 1
-  (exact). Channels-last input, and in grad mode (the validation forward): PyTorch's
-  channels-last kernel, vectorised over channels (several times faster than the NCHW one on
-  the CPU), with the same values and indices; the tangent is gathered at the indices, the
-  backward is PyTorch's.
+  (exact). Channels-last input, and a contiguous one in grad mode (the validation forward):
+  PyTorch's channels-last kernel, vectorised over channels (several times faster than the NCHW
+  one on the CPU), with the same values and indices; the tangent is gathered at the indices,
+  the backward is PyTorch's. A channels-last input in grad mode is PyTorch's own call.
 * Convolution: the generic formula convolves a zero tensor when the input has no tangent
-  (the model's first layer); the rule skips it.
+  (the model's first layer); the rule skips it, and sums the input's and the weight's terms
+  in place.
 * Layout (``ForwardRules(channels_last=True)``): 2-d convolutions, and so what follows them,
   run in channels-last, where PyTorch's CPU convolution, BatchNorm and pooling kernels are
   faster. Random draws follow the memory layout (dropout masks), so the mode notes whether a
@@ -30,8 +32,8 @@ the CPU, some cost far more than the primal op (BENCHMARKS.md, "Meta-step cost")
 (:data:`RULES` and :data:`CHANNELS_LAST_RULES`, one entry per function) to
 :class:`torch.autograd.Function` s with hand-written ``jvp`` staticmethods (``setup_context``
 style: they also work under :func:`torch.func.jvp`). A rule applies in forward mode (no grad
-mode, some input carries a forward-AD tangent); the max-pool and channels-last convolution
-rules also in grad mode without tangents. Any other call, or an argument a rule does not
+mode, some input carries a forward-AD tangent); the max-pool (contiguous input) and
+channels-last convolution rules also in grad mode without tangents. Any other call, or an argument a rule does not
 handle (eval-mode BatchNorm, overlapping or padded pools, ``return_indices``), goes to PyTorch
 unchanged. Each rule equals PyTorch's own forward AD, or gradient, to rounding (float64 tests
 in ``tests/bilevel/test_jvp_rules.py``). With a NaN in a pooling window the NCHW fold may take
@@ -114,19 +116,40 @@ class _BatchNormTrain(torch.autograd.Function):
     def jvp(ctx: Any, x_t: Tensor | None, w_t: Tensor | None, b_t: Tensor | None,
             *_: Any) -> tuple[Tensor, None, None]:
         x, weight, mean, invstd = ctx.saved_tensors
-        if x_t is not None:  # w * invstd * (x_t - mean(x_t) - x_hat * mean(x_t * x_hat)), fused
-            out = torch.ops.aten.native_batch_norm_backward(
-                x_t, x, weight, None, None, mean, invstd, True, ctx.eps, [True, False, False])[0]
-        else:
-            out = torch.zeros_like(x)
-        if w_t is not None:  # + x_hat * w_t = x * (invstd w_t) - mean * invstd * w_t, as the primal is computed
-            alpha = invstd * w_t  # (C,)
-            out.addcmul_(x, _channel_view(alpha, x.dim()))
-            shift = -mean * alpha if b_t is None else b_t - mean * alpha
-            out.add_(_channel_view(shift, x.dim()))
-        elif b_t is not None:
-            out.add_(_channel_view(b_t, x.dim()))
-        return out, None, None
+        return _batch_norm_tangent(x, weight, mean, invstd, ctx.eps, x_t, w_t, b_t), None, None
+
+
+def _batch_norm_tangent(x: Tensor, weight: Tensor | None, mean: Tensor, invstd: Tensor, eps: float,
+                        x_t: Tensor | None, w_t: Tensor | None, b_t: Tensor | None) -> Tensor:
+    """The tangent of train-mode BatchNorm's output, ``A * x_t + B * x + C`` per channel: two passes over ``x``.
+
+    With ``x_hat = (x - mean) * invstd`` and the per-channel means ``a = mean(x_t)`` and
+    ``b = mean(x_t * x_hat)`` (over every dimension but the channels'), the tangent
+    ``w * invstd * (x_t - a - x_hat * b) + x_hat * w_t + b_t`` is ``A * x_t + B * x + C`` with
+    ``A = w * invstd``, ``B = invstd * (w_t - A * b)`` and ``C = b_t - A * a - B * mean``. The two
+    sums come from one fused ``native_batch_norm_backward`` (its weight and bias gradients for the
+    "gradient" ``x_t``); ``B * x + C`` is computed as PyTorch computes the primal (``x * alpha + beta``).
+    """
+    dim, n = x.dim(), x.numel() // x.shape[1]
+    scale = invstd if weight is None else weight * invstd  # A
+    slope = invstd * w_t if w_t is not None else None  # B without the x_t term
+    shift = b_t  # C without the x_t term and -B * mean
+    if x_t is not None:
+        _, sum_xt_xhat, sum_xt = torch.ops.aten.native_batch_norm_backward(
+            x_t, x, weight, None, None, mean, invstd, True, eps, [False, True, True])
+        drift = scale * (sum_xt_xhat / n)  # A * b
+        slope = -invstd * drift if slope is None else slope - invstd * drift
+        centre = -scale * (sum_xt / n)  # -A * a
+        shift = centre if shift is None else shift + centre
+    if slope is None:  # only a bias tangent
+        out = torch.empty_like(x)
+        out.copy_(_channel_view(shift, dim).expand_as(x)) if shift is not None else out.zero_()
+    else:
+        offset = -slope * mean if shift is None else shift - slope * mean
+        out = torch.addcmul(_channel_view(offset, dim), x, _channel_view(slope, dim))  # x's layout
+    if x_t is not None:
+        out.addcmul_(x_t, _channel_view(scale, dim))
+    return out
 
 
 @_rule_for(F.batch_norm)
@@ -240,7 +263,8 @@ def max_pool_rule(input: Tensor, kernel_size: int | Sequence[int], stride: int |
                   return_indices: bool = False) -> Tensor:
     """``F.max_pool2d`` with ``stride == kernel_size``, no padding or dilation; declines anything else.
 
-    Applies in forward mode and in grad mode (an input that requires grad, without a tangent).
+    Applies in forward mode and in grad mode (an input that requires grad, without a tangent; not a
+    channels-last one, for which PyTorch runs the same kernel).
     """
     forward_mode, grad_mode = _forward_mode(input), torch.is_grad_enabled() and input.requires_grad
     if not (forward_mode or grad_mode and not _has_tangent(input)):
@@ -253,7 +277,7 @@ def max_pool_rule(input: Tensor, kernel_size: int | Sequence[int], stride: int |
     if ceil_mode and (input.shape[-2] % kernel[0] or input.shape[-1] % kernel[1]):
         return NotImplemented
     channels_last = input.dim() == 4 and input.shape[1] > 1 and input.is_contiguous(memory_format=torch.channels_last)
-    if grad_mode and input.dim() != 4:
+    if grad_mode and (input.dim() != 4 or channels_last):  # a channels-last input: PyTorch's own call is that kernel
         return NotImplemented
     if grad_mode or channels_last:
         return _MaxPoolChannelsLast.apply(input, kernel)[0]
@@ -291,12 +315,13 @@ class _Conv(torch.autograd.Function):
 def _conv_rule(conv: Callable[..., Tensor]) -> Rule:
     def rule(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
              dilation: Any = 1, groups: int = 1) -> Tensor:
-        if not _forward_mode(weight, bias) or _has_tangent(input):  # with an input tangent PyTorch's is as cheap
+        if not _forward_mode(input, weight, bias):
             return NotImplemented
         return _Conv.apply(conv, input, weight, bias, (stride, padding, dilation, groups))
 
     rule.__name__ = rule.__qualname__ = f"{conv.__name__}_rule"
-    rule.__doc__ = f"``F.{conv.__name__}`` in forward mode, no input tangent: no zero-tangent term (:class:`_Conv`)."
+    rule.__doc__ = (f"``F.{conv.__name__}`` in forward mode (:class:`_Conv`): no zero-tangent term, the two terms summed "
+                    f"in place.")
     return rule
 
 
@@ -331,53 +356,68 @@ CHANNELS_LAST_RULES: dict[Callable[..., Any], Rule] = {F.conv2d: conv_channels_l
 def _random_states() -> list[Tensor]:
     """The global random states: the CPU's and, once CUDA is in use, every device's."""
     states = [torch.get_rng_state()]
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_initialized():  # False without CUDA; cheaper than is_available()
         states.extend(torch.cuda.get_rng_state_all())
     return states
 
 
 class _RandomDraws:
-    """Whether modules' forwards drew random numbers, from the global random states at every module call.
+    """Whether modules' calls drew random numbers, from the global random states around each outermost module call.
 
-    A global pre-hook and a hook of the module's own, added after the user's hooks, compare the
-    states at each module's start and end with the previous ones: a draw anywhere in a Python
-    module's call (its forward, its own hooks) moves them between two checks. With fewer than
-    two checks (no Python module ran) it cannot tell and says it drew.
+    A global pre-hook compares the states with the previous check when a module is called
+    outside any other module's call (and counts the depth of module calls, which a global
+    forward hook counts down); a hook of that outermost module's own, added after the user's
+    hooks, compares them at its end. A draw anywhere in a Python module's call (its forward,
+    the modules it calls, its own hooks) moves them between two checks, at two checks per
+    outermost call (a whole model: not two per layer). With fewer than two checks (no Python
+    module ran) it cannot tell and says it drew.
     """
 
     def __init__(self) -> None:
         self.seen = False
         self.events = 0
+        self.depth = 0
         self._last: list[Tensor] | None = None
         self._handles: list[Any] = []
         self._hooked: set[int] = set()
 
-    def _check(self, *_: Any) -> None:
+    def _check(self) -> None:
         states = _random_states()
         if self._last is not None and any(not torch.equal(a, b) for a, b in zip(states, self._last)):
             self.seen = True
         self._last, self.events = states, self.events + 1
 
     def _pre_hook(self, module: torch.nn.Module, *_: Any) -> None:
-        self._check()
-        if id(module) not in self._hooked:  # after the module's own forward hooks (run after the global ones)
-            self._hooked.add(id(module))
-            self._handles.append(module.register_forward_hook(self._check, always_call=True))
+        if self.depth == 0:
+            self._check()
+            if id(module) not in self._hooked:  # after the module's own forward hooks (run after the global ones)
+                self._hooked.add(id(module))
+                self._handles.append(module.register_forward_hook(self._outer_done, always_call=True))
+        self.depth += 1
+
+    def _done(self, *_: Any) -> None:
+        """Global forward hook: every module's call ends (before the module's own forward hooks)."""
+        self.depth -= 1
+
+    def _outer_done(self, *_: Any) -> None:
+        if self.depth == 0:  # the module was called outside any other (it may be nested elsewhere)
+            self._check()
 
     @property
     def drew(self) -> bool:
         return self.seen or self.events < 2
 
     def __enter__(self) -> _RandomDraws:
-        from torch.nn.modules.module import register_module_forward_pre_hook
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
-        self._handles = [register_module_forward_pre_hook(self._pre_hook)]
+        self._handles = [register_module_forward_pre_hook(self._pre_hook),
+                         register_module_forward_hook(self._done, always_call=True)]
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for handle in self._handles:
             handle.remove()
-        self._handles, self._hooked = [], set()
+        self._handles, self._hooked, self.depth = [], set(), 0
 
 
 class ForwardRules(TorchFunctionMode):

@@ -143,7 +143,7 @@ def test_conv_rule_equals_torch_forward_ad(conv, shape, groups: int, bias_tangen
     _assert_same_jvp(lambda x, w, b: conv(x, w, b, 1, 1, 1, groups), [x, w, b], tangents)
     assert calls == [f"{conv.__name__}_rule"]
     _assert_same_jvp(lambda x, w, b: conv(x, w, b, 1, 1, 1, groups), [x, w, b], [torch.randn_like(x), *tangents[1:]])
-    assert len(calls) == 1  # with an input tangent torch's formula runs
+    assert calls == [f"{conv.__name__}_rule"] * 2  # with an input tangent too: the two terms summed in place
 
 
 def test_rules_work_under_torch_func_jvp() -> None:
@@ -250,3 +250,57 @@ def test_channels_last_runs_what_follows_a_convolution_in_it_and_notes_random_dr
         nn.Sequential(net, nn.Dropout(0.5))(x)
         assert not net(x).is_contiguous(memory_format=torch.channels_last)
     assert not rules.drew_random  # tracked with channels_last only
+
+
+def test_batch_norm_rule_keeps_a_channels_last_layout(calls: list[str]) -> None:
+    """The tangent ``A * x_t + B * x + C`` comes out in the input's layout, equal to PyTorch's."""
+    g = _g(3)
+    x = (torch.randn(5, 4, 6, 7, generator=g, dtype=torch.float64) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    w, b = torch.rand(4, generator=g, dtype=torch.float64) + 0.5, torch.randn(4, generator=g, dtype=torch.float64)
+    tangents = [torch.randn(x.shape, generator=g, dtype=x.dtype).contiguous(memory_format=torch.channels_last),
+                torch.randn(4, generator=g, dtype=x.dtype), torch.randn(4, generator=g, dtype=x.dtype)]
+
+    def fn(x, w, b):
+        return F.batch_norm(x, None, None, w, b, True, 0.1, 1e-5)
+
+    for keep in ((0, 1, 2), (1,), (2,)):
+        ts = [t if i in keep else None for i, t in enumerate(tangents)]
+        _assert_same_jvp(fn, [x, w, b], ts)
+        assert _dual_run(fn, [x, w, b], ts, rules=True)[1].is_contiguous(memory_format=torch.channels_last)
+    assert calls == ["batch_norm_rule"] * 6
+
+
+def test_max_pool_rule_leaves_a_channels_last_input_in_grad_mode_to_torch(calls: list[str]) -> None:
+    """PyTorch's own call on a channels-last input is the kernel the rule would call."""
+    x = torch.randn(3, 4, 8, 8, generator=_g(), dtype=torch.float64).round().relu()
+    leaf = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    with ForwardRules(channels_last=True):
+        out = F.max_pool2d(leaf, 2)
+    out.backward(torch.ones_like(out))
+    reference = x.clone().requires_grad_()
+    F.max_pool2d(reference, 2).backward(torch.ones_like(out))
+    torch.testing.assert_close(leaf.grad, reference.grad, rtol=0, atol=0)
+    assert calls == []
+
+
+def test_random_draws_are_seen_anywhere_in_an_outermost_call_and_between_calls() -> None:
+    """Two checks per outermost module call; draws in nested modules, hooks and between calls are seen."""
+    inner = nn.Sequential(nn.Linear(3, 3), nn.Sequential(nn.ReLU(), nn.Dropout(0.5)))
+    outer = nn.Sequential(nn.Linear(3, 3), inner)
+    x = torch.randn(4, 3)
+    with ForwardRules(channels_last=True) as rules:
+        outer.eval()(x)  # no draw: dropout is off in eval mode
+        inner(x)  # the same modules, now outermost
+    assert not rules.drew_random and rules._draws.events == 4
+    with ForwardRules(channels_last=True) as rules:
+        outer.train()(x)  # the draw is two modules deep
+    assert rules.drew_random
+    with ForwardRules(channels_last=True) as rules:
+        outer.eval()(x)
+        torch.rand(1)  # between two outermost calls
+        outer(x)
+    assert rules.drew_random
+    with ForwardRules(channels_last=True) as rules:
+        torch.manual_seed(3)  # a replay sets the recorded state before its first module: not a draw
+        outer.eval()(x)
+    assert not rules.drew_random
