@@ -25,11 +25,12 @@ that are not one tensor (``inputs``: a dict or tuple batch to the model's argume
 A ``torch.compile``d model works with every method: the forwards that a step differentiates
 itself before the user's backward (a non-delayed meta step, L2RW's step bound) run the plain
 module, which shares the compiled model's parameters (a compiled graph is not safe to backward
-twice, and AOTAutograd has no double backward); every other step (nothing learned, the steps
-between every-k updates, the delayed methods' real steps) runs the compiled graph. A model
-compiled in place (``model.compile()``) runs its plain call there, and a compiled
-DistributedDataParallel model (``torch.compile(DDP(model))``) its DDP wrapper, which all-reduces
-the real step's gradients; DDP over a compiled module (``DDP(torch.compile(model))``) has no plain
+twice, and AOTAutograd has no double backward), and so do the delayed methods' recorded forwards
+when the model draws random numbers (dropout: their replays need its masks, which an inductor
+graph draws its own way); every other step (nothing learned, the steps between every-k updates,
+the delayed methods' real steps otherwise) runs the compiled graph. A model compiled in place
+(``model.compile()``) runs its uncompiled call there, and ``torch.compile(DDP(model))`` its DDP
+wrapper, which all-reduces the real step's gradients; ``DDP(torch.compile(model))`` has no plain
 forward through DDP, so it takes the one-step-late methods only.
 ``DistributedDataParallel`` models work with the first-order methods (``jvp``, ``jvp-online``,
 ``fd``, ``online``): the real forward must go through DDP to all-reduce the model's gradients,
@@ -275,6 +276,7 @@ class MetaLearner:
         self._online = OnlineUpdater(self, self.method) if self.method.delayed and self._learns else None
         self.guard = DivergenceGuard() if guard else None
         self._group: list[RecordedForward] = []  # earlier micro-batches of this optimizer step
+        self._draws: bool | None = None  # whether a recorded real forward drew random numbers (None: none seen)
         self._since_real_step = 0  # step() calls since the last optimizer.step()
         self._warned_no_real_step = False
         self._learned_from_start = self._learns
@@ -431,6 +433,8 @@ class MetaLearner:
             x_aug = self.augment(x, aug_params)
         args, kwargs = self.inputs(x_aug)
         logits = self._forward_model(replayable)(*args, **kwargs)
+        if rng is not None and not self._draws:  # (once it drew, it stays drawing)
+            self._draws = _drew_random(rng)
         self._check_targets("training", y, logits.shape[-1])
         losses = self.loss_fn(logits, y)  # (B,)
         _checks.check_losses(index, losses, y.shape[0], self.module, buffers)
@@ -452,11 +456,19 @@ class MetaLearner:
         the plain module through :func:`torch.func.functional_call`. The plain forward keeps a
         DistributedDataParallel wrapper (:func:`_plain_forward`), which all-reduces the real step's
         gradients.
+
+        A delayed method's recorded forward (``replayable``) is replayed later with its random draws
+        (dropout masks) by the plain module; a compiled graph may draw its own way (inductor's own
+        random numbers: the replayed per-sample losses were off by up to 0.5 with dropout). So it runs
+        the plain module until one has run without drawing random numbers, and again once a
+        recorded forward has drawn some.
         """
         if not is_compiled(self.model) or self._plain is None:
             return self.model
         differentiated = self._learns and replayable and not self.method.delayed
         if differentiated or self.reweighter.max_step_ratio is not None:
+            return self._plain
+        if replayable and self._learns and self._draws is not False:
             return self._plain
         return self.model
 
@@ -662,6 +674,7 @@ class MetaLearner:
             "meta_data": self._meta.state_dict(),
             "pending": None if self._online is None else self._online.state_dict(),
             "guard": None if self.guard is None else self.guard.state_dict(),
+            "draws": self._draws,  # a compiled model: whether recorded forwards run the plain module
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -683,6 +696,15 @@ class MetaLearner:
             self._online.load_state_dict(state.get("pending"))
         if self.guard is not None and state.get("guard") is not None:
             self.guard.load_state_dict(state["guard"])
+        self._draws = state.get("draws")
+
+
+def _drew_random(before: RandomState) -> bool:
+    """Whether the global random state (CPU and the recorded device's) moved since ``before`` was captured."""
+    after = RandomState.capture(before.device)
+    if not torch.equal(after.cpu, before.cpu):
+        return True
+    return after.cuda is not None and before.cuda is not None and not torch.equal(after.cuda, before.cuda)
 
 
 def _find_ddp(model: nn.Module) -> nn.parallel.DistributedDataParallel | None:
