@@ -45,6 +45,22 @@ def _loop_pool_first(models: list[torch.nn.Module], config: TrainConfig) -> Loop
     return LoopPopulation([pool_before_relu(m) for m in models], config)
 
 
+def _loop_compiled(models: list[torch.nn.Module], config: TrainConfig) -> LoopPopulation:
+    """The loop on ``torch.compile``d members (inductor; one graph serves all of one architecture)."""
+    return LoopPopulation([torch.compile(m) for m in models], config)
+
+
+class _GroupedCompiled(GroupedPopulation):
+    """The grouped engine with each wide model ``torch.compile``d (inductor fuses the element-wise passes)."""
+
+    def _chunk(self, lo: int, hi: int) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+        model, leaves = super()._chunk(lo, hi)
+        compiled = self.__dict__.setdefault("_compiled", {})
+        if (lo, hi) not in compiled:
+            compiled[lo, hi] = torch.compile(model)
+        return compiled[lo, hi], leaves
+
+
 ENGINES = {
     **ENGINE_CLASSES,
     # the layout ablation: the engines as they ran before channels-last (NCHW throughout)
@@ -54,6 +70,9 @@ ENGINES = {
     "grouped_one": functools.partial(GroupedPopulation, members_per_model=1 << 30, pool_first=False),
     # what the pool-first rewrite alone gives the loop (not a population win)
     "loop_pool_first": _loop_pool_first,
+    # is a compiler the lever on a CPU? (minutes of compilation before the first step)
+    "loop_compiled": _loop_compiled,
+    "grouped_compiled": _GroupedCompiled,
 }
 """Engine name -> constructor ``(models, config)``; ``grouped:M`` is the grouped engine with at
 most M members per wide model."""
