@@ -25,11 +25,11 @@ D=".devdata/cifar10.npz"
 # STEPS picks the steps (all of them take more than one 10-minute call); the first GPU session
 # (H100, 2026-11-27, experiments/results/gpu_h100_2026-11-27/) measured epoch, dada, pba_throughput,
 # pba_search, meta_cost and augment; the next one should run the steps not yet measured, in two
-# calls (boxes of 510 s and 420 s; about 300 s and 400 s expected, from the first session's timings, so
-# both fit one session's 15 device minutes with their start-ups; give the first call timeout_s 560):
-#   STEPS="epoch_graphs train_graphs pba_search_bf16 pba_throughput_bf16" bash experiments/gpu_checks.sh
+# calls (boxes of 580 s and 420 s; about 360 s and 400 s expected, from the first session's timings, so
+# both fit one session's 15 device minutes with their start-ups; give the first call timeout_s 600):
+#   STEPS="epoch_graphs train_graphs pba_search_bf16 pba_throughput_bf16 meta_cost_compiled" bash experiments/gpu_checks.sh
 #   STEPS="dada_quality" bash experiments/gpu_checks.sh
-STEPS=${STEPS:-"epoch epoch_graphs train_graphs dada pba_throughput pba_throughput_bf16 pba_search pba_search_bf16 meta_cost augment dada_quality"}
+STEPS=${STEPS:-"epoch epoch_graphs train_graphs dada pba_throughput pba_throughput_bf16 pba_search pba_search_bf16 meta_cost meta_cost_compiled augment dada_quality"}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 # epoch: ResNet-32 epoch on CIFAR-10-sized data, bf16 + channels-last (goal: 2.5 s on an H200)
 want epoch && run 75 python3 experiments/bench_epoch.py --device cuda --epochs 3
@@ -65,6 +65,10 @@ if want meta_cost; then for p in bf16 fp32; do
 run 60 python3 experiments/bench_meta_cost.py --device cuda --model resnet32 --batch-size 100 --steps 10 --rounds 3 \
     --every 3 --precision $p --only plain,original,jvp,jvp-online,exact,fd,online,last,jvp-online/3
 done; fi
+# meta_cost_compiled: the same with a torch.compile'd model, fp32 (exact and last take it since 2026-11-27: their
+# differentiated forwards run the plain module; the first session saw them refuse)
+want meta_cost_compiled && run 70 python3 experiments/bench_meta_cost.py --device cuda --model resnet32 --batch-size 100 \
+    --steps 6 --rounds 2 --every 3 --precision fp32 --compile --only plain,online,jvp-online,last,exact,jvp
 # augment: batched augmentation throughput (goal: 500,000 images/s on an H200)
 want augment && run 60 python3 experiments/bench_augment_speed.py --device cuda --n 262144 --batch-size 65536 \
     --n-per-image 1000 --repeats 2 --workers 0
