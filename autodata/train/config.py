@@ -181,8 +181,9 @@ class TrainConfig(JsonConfig):
     precision: str = _f("fp32", "precision of the forward passes", choices=PRECISIONS)
     compile: str = _f(
         "none", "torch.compile the model for training, in this mode (none: eager; reduce-overhead replays CUDA "
-                "graphs, which removes the per-kernel launch cost that bounds small models on a GPU); evaluation "
-                "and the forwards a meta step differentiates stay eager", choices=COMPILE_MODES)
+                "graphs, which removes the per-kernel launch cost that bounds small models on a GPU); every method "
+                "takes it: evaluation, the forwards a meta step differentiates and, for a model with dropout, the "
+                "forwards online/jvp-online replay stay eager", choices=COMPILE_MODES)
     seed: int = _f(0, "seed of every random draw of the run", _seed)
 
     def __post_init__(self) -> None:
