@@ -121,19 +121,23 @@ class _BatchNormTrain(torch.autograd.Function):
 
 def _batch_norm_tangent(x: Tensor, weight: Tensor | None, mean: Tensor, invstd: Tensor, eps: float,
                         x_t: Tensor | None, w_t: Tensor | None, b_t: Tensor | None) -> Tensor:
-    """The tangent of train-mode BatchNorm's output, ``A * x_t + B * x + C`` per channel: two passes over ``x``.
+    """The tangent of train-mode BatchNorm's output, ``A * x_t + B * x + C`` per channel.
 
     With ``x_hat = (x - mean) * invstd`` and the per-channel means ``a = mean(x_t)`` and
     ``b = mean(x_t * x_hat)`` (over every dimension but the channels'), the tangent
     ``w * invstd * (x_t - a - x_hat * b) + x_hat * w_t + b_t`` is ``A * x_t + B * x + C`` with
     ``A = w * invstd``, ``B = invstd * (w_t - A * b)`` and ``C = b_t - A * a - B * mean``. The two
     sums come from one fused ``native_batch_norm_backward`` (its weight and bias gradients for the
-    "gradient" ``x_t``); ``B * x + C`` is computed as PyTorch computes the primal (``x * alpha + beta``).
+    "gradient" ``x_t``), then two element-wise passes; ``B * x + C`` is computed as PyTorch computes
+    the primal (``x * alpha + beta``). With only an input tangent it is that kernel's input gradient.
     """
     dim, n = x.dim(), x.numel() // x.shape[1]
     scale = invstd if weight is None else weight * invstd  # A
     slope = invstd * w_t if w_t is not None else None  # B without the x_t term
     shift = b_t  # C without the x_t term and -B * mean
+    if x_t is not None and w_t is None and b_t is None:  # the input's term only: one fused kernel
+        return torch.ops.aten.native_batch_norm_backward(
+            x_t, x, weight, None, None, mean, invstd, True, eps, [True, False, False])[0]
     if x_t is not None:
         _, sum_xt_xhat, sum_xt = torch.ops.aten.native_batch_norm_backward(
             x_t, x, weight, None, None, mean, invstd, True, eps, [False, True, True])
