@@ -123,9 +123,9 @@ def stage_search(args: argparse.Namespace) -> None:
     start = time.perf_counter()
 
     def log(r: dict) -> None:
-        best = max(r["val_accuracy"])
-        print(f"  epoch {r['epoch']:3d}  val best {best:5.1f}%  mean {statistics.mean(r['val_accuracy']):5.1f}%  "
-              f"{r['images_per_second']:6.0f} img/s  copies {r['copies']}", flush=True)
+        val = r["val_accuracy"]  # None: not evaluated this epoch
+        ranked = f"val best {max(val):5.1f}%  mean {statistics.mean(val):5.1f}%" if val else "(not evaluated)"
+        print(f"  epoch {r['epoch']:3d}  {ranked}  {r['images_per_second']:6.0f} img/s  copies {r['copies']}", flush=True)
 
     result = search_schedule(config, args.out, workdir=args.workdir, log=log)
     seconds = time.perf_counter() - start

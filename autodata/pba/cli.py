@@ -93,11 +93,12 @@ def _run(args: argparse.Namespace) -> int:
     progress = progress_reporter(epochs, quiet=args.quiet, force=args.progress, desc="population")
 
     def log(record: dict[str, Any]) -> None:
-        val = record["val_accuracy"]
+        val = record["val_accuracy"]  # None: not evaluated this epoch (PBASearchConfig.eval_every_epoch)
         copies = ", ".join(f"{d}<-{s}" for d, s in sorted(record["copies"].items()))
-        progress.write(f"  epoch {record['epoch']:3d}/{epochs}  val best {max(val):6.2f}%  mean {sum(val) / len(val):6.2f}%  "
+        ranked = f"val best {max(val):6.2f}%  mean {sum(val) / len(val):6.2f}%" if val else f"{'(not evaluated)':<31}"
+        progress.write(f"  epoch {record['epoch']:3d}/{epochs}  {ranked}  "
                        f"{record.get('images_per_second', 0.0):7.0f} img/s" + (f"  copies {copies}" if copies else ""))
-        progress.on_epoch(None, {"epoch": record["epoch"], "val_accuracy": float(max(val))})
+        progress.on_epoch(None, {"epoch": record["epoch"], **({"val_accuracy": float(max(val))} if val else {})})
 
     with progress:
         if args.ray:

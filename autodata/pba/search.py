@@ -123,7 +123,9 @@ class PBAResult:
         best: the best member's index.
         val_accuracy: the last validation accuracy (%) of every member.
         final_policies: every member's policy at the end.
-        history: one record per epoch (losses, validation accuracies, perturbations, seconds).
+        history: one record per epoch (losses, validation accuracies, perturbations, seconds); its
+            ``val_accuracy`` is ``None`` on an epoch without an evaluation
+            (:attr:`PBASearchConfig.eval_every_epoch`).
     """
 
     schedule: PiecewiseSchedule[PBAPolicy]
@@ -208,12 +210,14 @@ class PBASearch:
         self.epoch += 1
         images = count * n
         seconds = time.perf_counter() - start
-        val = self.population.evaluate(self.data.val_loader)  # (N,)
-        self.val_accuracy = [float(v) for v in val]
+        evaluated = self.config.evaluates_after(self.epoch)
+        if evaluated:  # (only where the ranking is used, unless eval_every_epoch)
+            val = self.population.evaluate(self.data.val_loader)  # (N,)
+            self.val_accuracy = [float(v) for v in val]
         record: dict[str, Any] = {
             "epoch": self.epoch, "lr": lr, "train_loss": (total / max(count, 1)).tolist(),
-            "val_accuracy": self.val_accuracy, "train_seconds": seconds, "images_per_second": images / seconds,
-            "copies": {},
+            "val_accuracy": list(self.val_accuracy) if evaluated else None, "train_seconds": seconds,
+            "images_per_second": images / seconds, "copies": {},
         }
         if self.config.perturbs_after(self.epoch):
             record["copies"] = self._perturb(val)

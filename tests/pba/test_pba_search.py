@@ -104,6 +104,24 @@ def test_search_writes_a_schedule_that_replays_and_stretches(tmp_path: Path) -> 
     assert again.schedule == result.schedule
 
 
+def test_members_are_evaluated_where_the_ranking_is_used_and_the_search_is_the_same_either_way(tmp_path: Path) -> None:
+    """By default the validation split is evaluated before each perturbation and after the last epoch
+    only; eval_every_epoch adds a learning curve, and changes nothing else."""
+    config = _config(train=TRAIN.replace(epochs=5))  # interval 2: perturbations after epochs 2 and 4
+    assert [e for e in range(1, 6) if config.evaluates_after(e)] == [2, 4, 5]
+    curve = config.replace(eval_every_epoch=True)
+    assert [e for e in range(1, 6) if curve.evaluates_after(e)] == [1, 2, 3, 4, 5]
+    lean, full = PBASearch(config).fit(), PBASearch(curve).fit()
+    assert [r["val_accuracy"] is None for r in lean.history] == [True, False, True, False, False]
+    assert all(r["val_accuracy"] is not None for r in full.history)
+    for a, b in zip(lean.history, full.history):
+        assert a["copies"] == b["copies"] and a["train_loss"] == b["train_loss"]
+        assert a["val_accuracy"] is None or a["val_accuracy"] == b["val_accuracy"]
+    assert lean.schedule == full.schedule and lean.best == full.best and lean.val_accuracy == full.val_accuracy
+    old = {k: v for k, v in config.to_dict().items() if k != "eval_every_epoch"}  # a config saved before the field
+    assert PBASearchConfig.from_dict(old) == config
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_resume_from_a_perturbation_point_matches_an_uninterrupted_search(tmp_path: Path, precision: str) -> None:
     config = _config(train=TRAIN.replace(precision=precision))
