@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from autodata.augment import BaseAugment
+from autodata.bilevel.jvp_rules import ConvOutputs
 
 __all__ = ["Inputs", "RandomState", "RecordedForward", "Replay", "as_model_inputs", "forked_rng", "is_compiled", "unwrap"]
 
@@ -61,6 +62,26 @@ def is_compiled(model: nn.Module) -> bool:
             model = model.module
         else:
             return False
+
+
+@contextlib.contextmanager
+def uncompiled(module: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, ``module(...)`` runs its plain call, also when it was compiled in place.
+
+    ``module.compile()`` routes ``module(...)`` through the compiled graph (``_compiled_call_impl``),
+    and :func:`unwrap` cannot strip that: the module is its own plain module. A virtual forward must
+    run the plain call: an inductor graph draws its own dropout masks (a replay would not see the
+    recorded ones), and a forward differentiated twice must not run an AOTAutograd graph.
+    """
+    compiled = getattr(module, "_compiled_call_impl", None)
+    if compiled is None:
+        yield module
+        return
+    module._compiled_call_impl = None
+    try:
+        yield module
+    finally:
+        module._compiled_call_impl = compiled
 
 
 def forked_rng(device: torch.device) -> contextlib.AbstractContextManager:
@@ -114,6 +135,8 @@ class RecordedForward:
         losses: per-sample losses, shape ``(B,)`` (with their graph in the step itself,
             detached once recorded for a later step).
         rng: the random state before the forward, or ``None`` when it is never replayed.
+        convs: outputs of the forward's convolution modules that a forward-mode replay takes
+            instead of recomputing them (``jvp-online``), or ``None``; not in checkpoints.
     """
 
     index: int
@@ -122,10 +145,11 @@ class RecordedForward:
     aug_params: Any
     losses: Tensor
     rng: RandomState | None
+    convs: ConvOutputs | None = None
 
     def detached(self) -> RecordedForward:
         """The same record without the graph of its losses."""
-        return RecordedForward(self.index, self.x, self.y, self.aug_params, self.losses.detach(), self.rng)
+        return replace(self, losses=self.losses.detach())
 
     def to_state(self, augment: BaseAugment) -> dict[str, Any]:
         """Tensors, dicts and numbers only (``torch.load(weights_only=True)`` reads them)."""
@@ -200,7 +224,8 @@ class Replay:
 
     def _call(self, new: Mapping[str, Tensor], x: Any) -> Tensor:
         args, kwargs = self.inputs(x)
-        return functional_call(self.model, self.virtual_state(new), tuple(args), dict(kwargs))
+        with uncompiled(self.model):
+            return functional_call(self.model, self.virtual_state(new), tuple(args), dict(kwargs))
 
     def train_jvp(
         self, forward: RecordedForward, weights: Tensor, scale: float = 1.0
@@ -210,14 +235,18 @@ class Replay:
         The per-sample directional derivatives come from a forward-mode pass (dual tensors) of
         the replayed batch (same augmentation, dropout masks; BatchNorm in train mode on copied
         buffers); the result keeps its graph to the reweighter's parameters through
-        ``weights`` only (the tangents are constants for the backward).
+        ``weights`` only (the tangents are constants for the backward). The convolution outputs
+        the record kept (``forward.convs``) are its primal where the rules of
+        :mod:`~autodata.bilevel.jvp_rules` run.
         """
         if forward.rng is None:
             raise ValueError(f"step {forward.index}: the forward was recorded without its random state, but got rng=None.")
         rng = forward.rng
 
+        supplied = forward.convs.supply if forward.convs is not None else contextlib.nullcontext
+
         def train_jvp(theta: Mapping[str, Tensor], u: Mapping[str, Tensor]) -> Tensor:
-            with rng.replay(), torch.no_grad(), fwAD.dual_level():
+            with rng.replay(), torch.no_grad(), fwAD.dual_level(), supplied():
                 x = self.augment(forward.x, forward.aug_params)
                 dual = {n: fwAD.make_dual(theta[n], u[n].to(theta[n].dtype)) for n in u}
                 primal, tangent = fwAD.unpack_dual(self.loss_fn(self._call(dual, x), forward.y))  # (B,)

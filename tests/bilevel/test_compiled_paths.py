@@ -154,3 +154,42 @@ def test_an_inductor_compiled_model_with_dropout_replays_the_masks_of_its_record
     for a, b in zip(*runs):
         torch.testing.assert_close(a, b)
     torch._dynamo.reset()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["jvp", "online"])
+def test_a_model_with_dropout_compiled_in_place_replays_its_virtual_forwards_uncompiled(method: str) -> None:
+    """``model.compile()`` leaves no wrapper to strip: the look-ahead, replay and validation forwards
+    (``functional_call`` of the model) ran the inductor graph, which draws its own dropout masks, and
+    the run drifted from the eager one (2e-3 in the meta-parameters after 4 steps); they run the plain call."""
+    from torch import nn
+
+    from autodata.bilevel.replay import uncompiled
+
+    torch._dynamo.reset()
+    x, y, xm, ym = _batches()
+    runs = []
+    for compiled in (True, False):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Dropout(0.3), create_model("small_cnn", in_channels=1, num_classes=10))
+        if compiled:
+            model.compile()
+            with uncompiled(model):  # the block's calls are plain; the compiled call comes back after it
+                assert model._compiled_call_impl is None
+            assert model._compiled_call_impl is not None
+        torch.manual_seed(1)
+        mwn = MetaWeightNet()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        learner = MetaLearner(model, optimizer, reweighter=mwn, method=method)  # (every=k: its plain steps draw inductor masks)
+        torch.manual_seed(2)
+        for _ in range(4):
+            loss = learner.step(x, y, xm, ym)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        runs.append([p.detach().clone() for p in mwn.parameters()])
+    torch.manual_seed(1)
+    assert any(not torch.equal(a, b) for a, b in zip(runs[1], MetaWeightNet().parameters()))  # it did learn
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b)
+    torch._dynamo.reset()
