@@ -439,8 +439,8 @@ class ForwardMode(HypergradientMethod):
             the reweighter's differences, not the augmentation's.
         rules: run the forward-mode pass and the validation forward under
             :class:`~autodata.bilevel.jvp_rules.ForwardRules` (cheaper forward-mode rules for
-            train-mode BatchNorm, non-overlapping max-pooling and a convolution without an
-            input tangent; channels-last convolutions while no random op (dropout) runs there;
+            train-mode BatchNorm, non-overlapping max-pooling and convolutions (no zero-tangent
+            term, the two terms summed in place); channels-last convolutions while no random op (dropout) runs there;
             equal to PyTorch's results to rounding), see
             :func:`~autodata.bilevel.jvp_rules.under_rules`; ``False``: PyTorch's own ops and
             formulas.

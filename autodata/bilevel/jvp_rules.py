@@ -51,8 +51,10 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -63,7 +65,7 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 __all__ = [
-    "CHANNELS_LAST_RULES", "RULES", "ForwardRules", "Layout", "batch_norm_rule", "conv_channels_last_rule",
+    "CHANNELS_LAST_RULES", "RULES", "ConvOutputs", "ForwardRules", "Layout", "batch_norm_rule", "conv_channels_last_rule",
     "conv_rule", "max_pool_rule", "under_rules",
 ]
 
@@ -289,22 +291,26 @@ def max_pool_rule(input: Tensor, kernel_size: int | Sequence[int], stride: int |
 
 
 class _Conv(torch.autograd.Function):
-    """``F.conv{1,2,3}d``; the tangent skips the terms whose tangent is missing."""
+    """``F.conv{1,2,3}d``; the tangent skips the terms whose tangent is missing.
+
+    ``stored``: the output the real forward computed for this call (:class:`ConvOutputs`), taken
+    as the primal instead of convolving again.
+    """
 
     @staticmethod
     def forward(conv: Callable[..., Tensor], x: Tensor, weight: Tensor, bias: Tensor | None,
-                options: tuple[Any, ...]) -> Tensor:
-        return conv(x, weight, bias, *options)
+                options: tuple[Any, ...], stored: Tensor | None = None) -> Tensor:
+        return conv(x, weight, bias, *options) if stored is None else stored.detach()
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        conv, x, weight, _, options = inputs
+        conv, x, weight, _, options, _ = inputs
         ctx.save_for_forward(x, weight)
         ctx.conv, ctx.options, ctx.shape = conv, options, output.shape
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def jvp(ctx: Any, _: Any, x_t: Tensor | None, w_t: Tensor | None, b_t: Tensor | None, __: Any) -> Tensor:
+    def jvp(ctx: Any, _: Any, x_t: Tensor | None, w_t: Tensor | None, b_t: Tensor | None, *__: Any) -> Tensor:
         x, weight = ctx.saved_tensors
         pairs = [(a, b) for a, b in ((x_t, weight), (x, w_t)) if a is not None and b is not None]
         terms = [ctx.conv(a, b, None, *ctx.options) for a, b in pairs]
@@ -321,11 +327,12 @@ def _conv_rule(conv: Callable[..., Tensor]) -> Rule:
              dilation: Any = 1, groups: int = 1) -> Tensor:
         if not _forward_mode(input, weight, bias):
             return NotImplemented
-        return _Conv.apply(conv, input, weight, bias, (stride, padding, dilation, groups))
+        options = (stride, padding, dilation, groups)
+        return _Conv.apply(conv, input, weight, bias, options, _SUPPLIED.take(input, weight, options))
 
     rule.__name__ = rule.__qualname__ = f"{conv.__name__}_rule"
     rule.__doc__ = (f"``F.{conv.__name__}`` in forward mode (:class:`_Conv`): no zero-tangent term, the two terms summed "
-                    f"in place.")
+                    f"in place; the real forward's output where :class:`ConvOutputs` supplies it.")
     return rule
 
 
@@ -355,6 +362,130 @@ def conv_channels_last_rule(input: Tensor, weight: Tensor, bias: Tensor | None =
 
 CHANNELS_LAST_RULES: dict[Callable[..., Any], Rule] = {F.conv2d: conv_channels_last_rule}
 """The rules :class:`ForwardRules` takes first with ``channels_last=True``."""
+
+
+_CONV_MODULES = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)  # exact types: one F.conv{1,2,3}d per call
+
+
+def _conv_output_shape(x: Tensor, weight: Tensor, options: tuple[Any, ...]) -> tuple[int, ...] | None:
+    """The output shape of ``F.conv{1,2,3}d(x, weight, ..., *options)``, or ``None`` where the padding is a string."""
+    stride, padding, dilation, _ = options
+    dims = weight.dim() - 2
+    if isinstance(padding, str):
+        if padding != "valid":
+            return None
+        padding = 0
+    stride, padding, dilation = ((v,) * dims if isinstance(v, int) else tuple(v) for v in (stride, padding, dilation))
+    if not (len(stride) == len(padding) == len(dilation) == dims):
+        return None
+    spatial = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+               for n, k, s, p, d in zip(x.shape[-dims:], weight.shape[2:], stride, padding, dilation)]
+    return (*x.shape[:-dims - 1], weight.shape[0], *spatial)
+
+
+class _Supplied:
+    """The stored output for the convolution module being called in a replay (set by :meth:`ConvOutputs.supply`)."""
+
+    def __init__(self) -> None:
+        self.current: tuple[Tensor, int] | None = None
+        self.used = 0
+
+    def take(self, x: Tensor, weight: Tensor, options: tuple[Any, ...]) -> Tensor | None:
+        """The stored output if it is this call's (shape, dtype) and was not changed in place since; else ``None``."""
+        current, self.current = self.current, None
+        if current is None:
+            return None
+        out, version = current
+        x_primal = fwAD.unpack_dual(x).primal
+        if (out._version != version or out.dtype != x_primal.dtype or out.device != x_primal.device
+                or tuple(out.shape) != _conv_output_shape(x_primal, weight, options)):
+            return None
+        self.used += 1
+        return out
+
+
+_SUPPLIED = _Supplied()
+
+
+class ConvOutputs:
+    """Outputs of a real forward's convolution modules, for a replay of that forward to take instead of convolving.
+
+    A forward-mode replay of a recorded forward (``jvp-online``) recomputes its primal, the real
+    forward's activations at the same parameters on the same batch; its convolutions are the
+    costly part of that. :meth:`capture` (around the real forward) keeps the outputs of the
+    ``nn.Conv{1,2,3}d`` modules with the most multiply-adds per output element (the costliest to
+    recompute per byte kept), up to ``share`` of the bytes of all of them (the rest of the real
+    forward's graph is freed by its backward, as usual). :meth:`supply` (around the replay) hands
+    each to the same call of the same module, where the convolution rule takes it as the primal
+    when its shape and dtype match and it was not modified in place since (an in-place op after
+    the convolution in the model); otherwise it convolves as before. The values are the real
+    forward's, equal to the replay's own to rounding.
+
+    Args:
+        share: the largest fraction of the convolution outputs' bytes to keep (0: none).
+    """
+
+    def __init__(self, share: float = 1 / 3) -> None:
+        if not (isinstance(share, (int, float)) and not isinstance(share, bool) and 0 <= share <= 1):
+            raise ValueError(f"share must be a number in [0, 1], but got {share!r}.")
+        self.share = float(share)
+        self.outputs: dict[tuple[int, int], tuple[Tensor, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[ConvOutputs]:
+        """Keep the convolution modules' outputs of the forwards in the block (replacing any kept before)."""
+        from torch.nn.modules.module import register_module_forward_hook
+
+        seen: list[tuple[int, tuple[int, int], Tensor, int]] = []
+        calls: dict[int, int] = {}
+
+        def hook(module: torch.nn.Module, args: Any, out: Any) -> None:
+            if type(module) in _CONV_MODULES and isinstance(out, Tensor):
+                k = calls[id(module)] = calls.get(id(module), -1) + 1
+                cost = module.weight.shape[1] * math.prod(module.weight.shape[2:])  # multiply-adds per element
+                seen.append((cost, (id(module), k), out.detach(), out._version))  # its version now, as computed
+
+        handle = register_module_forward_hook(hook)
+        try:
+            yield self
+        finally:
+            handle.remove()
+        budget, used, kept = self.share * sum(o.numel() * o.element_size() for _, _, o, _ in seen), 0, {}
+        for _, key, out, version in sorted(seen, key=lambda s: -s[0]):
+            size = out.numel() * out.element_size()
+            if used + size <= budget:
+                kept[key], used = (out, version), used + size
+        self.outputs = kept
+
+    @contextlib.contextmanager
+    def supply(self) -> Iterator[None]:
+        """In the block, the kept outputs go to the convolution rule at the same module calls."""
+        if not self.outputs:
+            yield
+            return
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+        calls: dict[int, int] = {}
+
+        def pre_hook(module: torch.nn.Module, args: Any) -> None:
+            if type(module) in _CONV_MODULES:
+                k = calls[id(module)] = calls.get(id(module), -1) + 1
+                _SUPPLIED.current = self.outputs.get((id(module), k))
+
+        def hook(module: torch.nn.Module, args: Any, out: Any) -> None:
+            if type(module) in _CONV_MODULES:
+                _SUPPLIED.current = None
+
+        handles = [register_module_forward_pre_hook(pre_hook), register_module_forward_hook(hook, always_call=True)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+            _SUPPLIED.current = None
 
 
 def _random_states() -> list[Tensor]:

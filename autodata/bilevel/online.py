@@ -11,7 +11,7 @@ parameter (Baydin et al. 2018 use the same idea for a learning rate). ``jvp-onli
 (:class:`OnlineForwardMode`) takes the same hypergradient exactly, by the forward-mode pass of
 :class:`~autodata.bilevel.hypergrad.ForwardMode` instead of finite differences; its replay (and
 validation forward) run under the cheaper rules of :mod:`~autodata.bilevel.jvp_rules` (train-mode
-BatchNorm, non-overlapping max-pooling, a first convolution without an input tangent, and
+BatchNorm, non-overlapping max-pooling, convolutions without a zero-tangent term, and
 channels-last convolutions until a module draws random numbers there; exact all the same).
 
 Both define the hypergradient of the real step ``t`` just taken: with ``theta_t`` the parameters
@@ -37,7 +37,8 @@ import torch
 from torch import Tensor
 
 from autodata.bilevel.hypergrad import FiniteDifference, ForwardMode, HypergradientMethod, MetaProblem, register
-from autodata.bilevel.replay import RecordedForward
+from autodata.bilevel.jvp_rules import ConvOutputs
+from autodata.bilevel.replay import RecordedForward, is_compiled
 
 if TYPE_CHECKING:
     from autodata.bilevel.engine import MetaLearner
@@ -86,14 +87,26 @@ class OnlineForwardMode(ForwardMode):
         radius: finite-difference radius for a learnable augmentation's parameters only.
         rules: run the replay and the validation forward under
             :class:`~autodata.bilevel.jvp_rules.ForwardRules` (cheaper forward-mode rules for
-            train-mode BatchNorm, non-overlapping max-pooling and a convolution without an
-            input tangent; channels-last convolutions while no random op (dropout) runs there;
+            train-mode BatchNorm, non-overlapping max-pooling and convolutions (no zero-tangent
+            term, the two terms summed in place); channels-last convolutions while no random op (dropout) runs there;
             equal to PyTorch's results to rounding), as ``jvp``'s; ``False``: PyTorch's own ops
             and formulas.
+        conv_share: with ``rules``, the replay takes the real forward's outputs of the
+            convolution modules with the most multiply-adds per element, up to this fraction of
+            all their bytes, instead of convolving again
+            (:class:`~autodata.bilevel.jvp_rules.ConvOutputs`; kept from the real forward until
+            the next step's replay: peak memory grows by at most that share of the convolution
+            outputs, while the replay's primal skips their convolutions). 0: none; not with a
+            ``torch.compile``d model (its forward is not hooked).
     """
 
     name: ClassVar[str] = "jvp-online"
     delayed: ClassVar[bool] = True
+    conv_share: float = 1 / 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        ConvOutputs(self.conv_share)  # checks it
 
     def bind(self, learner: MetaLearner) -> OnlineForwardMode:
         _check_delayed_fits(self, learner)
@@ -124,6 +137,17 @@ class OnlineUpdater:
         self.method = method
         self.pending: _Pending | None = None
         self._hook = learner.optimizer.register_step_pre_hook(self._record_real_step)
+        share = getattr(method, "conv_share", 0) if getattr(method, "rules", False) else 0
+        self._conv_share = share if share > 0 and not is_compiled(learner.model) else 0
+
+    def _real_forward(self, index: int, x: Tensor, y: Tensor, replayable: bool) -> RecordedForward:
+        """The learner's real forward, detached, with its convolution outputs kept for the replay where it is one."""
+        if not (replayable and self._conv_share):
+            return self.learner._real_forward(index, x, y, replayable=replayable)
+        convs = ConvOutputs(self._conv_share)
+        with convs.capture():
+            forward = self.learner._real_forward(index, x, y, replayable=replayable)
+        return replace(forward, convs=convs)
 
     def _record_real_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """Optimizer step pre-hook: record the real step's gradient and pre-step state."""
@@ -158,7 +182,7 @@ class OnlineUpdater:
                 f"(applied at once; 'jvp' is exact)."
             )
         if pending is not None and pending.grads is None:  # a later micro-batch of the same real step
-            forward = learner._real_forward(index, x, y, replayable=True)
+            forward = self._real_forward(index, x, y, replayable=True)
             pending.forwards.append(forward.detached())
             return learner._reweighted_loss(forward, False, float("nan"))
         updated, meta_loss = False, float("nan")
@@ -171,7 +195,7 @@ class OnlineUpdater:
             hypergrads, loss = self.method(problem)
             meta_loss = float(loss)
             updated = learner._apply_hypergradients(pending.forwards[-1].index, meta_params, learner._reduce(list(hypergrads)), loss)
-        forward = learner._real_forward(index, x, y, replayable=due)
+        forward = self._real_forward(index, x, y, replayable=due)
         self.pending = _Pending([forward.detached()]) if due else None
         return learner._reweighted_loss(forward, updated, meta_loss)
 

@@ -262,3 +262,55 @@ def test_jvp_online_layout_choice_is_per_learner() -> None:
     _cnn_update(method, 0.0, layouts)
     assert layouts == [False, True]
     assert method._layout.channels_last  # the shared object itself is untouched: bind() gives each learner a copy
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize("share, taken", [(0.0, 0), (1 / 3, 1), (1.0, 2)])
+def test_jvp_online_replay_takes_the_real_forwards_convolution_outputs(share: float, taken: int, dropout: float) -> None:
+    """The replay's primal takes the kept outputs of the real forward's convolutions (the costliest per byte
+    first, up to ``conv_share`` of their bytes) and the update still equals the double backward's."""
+    exact = _cnn_update("exact", dropout)
+    before = jvp_rules._SUPPLIED.used
+    for a, b in zip(_cnn_update(OnlineForwardMode(conv_share=share), dropout), exact):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
+    assert jvp_rules._SUPPLIED.used - before == taken  # one replay (with dropout in the real forward's layout)
+
+
+def test_a_convolution_output_changed_in_place_is_computed_again() -> None:
+    """An in-place op after a convolution changes its kept output: the replay convolves again, exactly."""
+    class Double(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mul_(2.0)  # taken as the primal, the doubled output would double again
+
+    def update(method) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), Double(), nn.Tanh(), nn.Conv2d(4, 4, 3, padding=1),
+                              nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3)).double()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(10, 2, 6, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (10,), generator=g)
+        xm, ym = torch.randn(7, 2, 6, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g)
+        mwn = MetaWeightNet(hidden=4).double()
+        learner = MetaLearner(model, optimizer, reweighter=mwn, method=method, guard=False,
+                              meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
+        before = [p.detach().clone() for p in mwn.parameters()]
+        loss = learner.step(x, y, xm, ym)
+        if not learner.last.meta_updated:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            before = [p.detach().clone() for p in mwn.parameters()]
+            learner.step(x[:4], y[:4], xm, ym)
+        learner.close()
+        return [b - p.detach() for b, p in zip(before, mwn.parameters())]
+
+    exact = update("exact")
+    before = jvp_rules._SUPPLIED.used
+    for a, b in zip(update(OnlineForwardMode(conv_share=1.0)), exact):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
+    assert jvp_rules._SUPPLIED.used - before == 1  # the second convolution's; the first one's was changed
+
+
+def test_jvp_online_conv_share_must_be_a_fraction() -> None:
+    with pytest.raises(ValueError, match="share must be a number in \\[0, 1\\], but got 1.5"):
+        OnlineForwardMode(conv_share=1.5)
