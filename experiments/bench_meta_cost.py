@@ -16,6 +16,9 @@ of the same rounds. Modes:
 * ``jvp-online-torch``, ``jvp-torch``: ``jvp-online`` and ``jvp`` with PyTorch's own
   forward-AD formulas in the replay and validation forward (``OnlineForwardMode(rules=False)``,
   ``ForwardMode(rules=False)``), the cost before :mod:`autodata.bilevel.jvp_rules`;
+* ``jvp-online-recompute``: ``jvp-online`` whose replay convolves every layer again instead of
+  taking the real forward's kept convolution outputs (``OnlineForwardMode(conv_share=0)``), and
+  ``jvp-online-keepall``: it keeps them all (``conv_share=1``);
 * ``jvp/k``, ``exact/k``, ``last/k`` (k from ``--every``), and ``<mode>/<k>`` for any of the
   learner's modes above and any k named in ``--only`` (``jvp-online/3``): the same with a meta
   update every k steps.
@@ -33,7 +36,8 @@ other jobs on a shared machine; CPU only).
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` per mode; on the CPU, each mode runs
 in a fresh subprocess: after the same warm-up and ``malloc_trim``, the kernel's peak-RSS mark
 is reset (``/proc/self/clear_refs``) and the peak resident memory of one whole period (at least
-three steps, a meta step included) above the level at the reset is reported (Linux only;
+three steps, a meta step included) above the level at the reset, plus the tensors a delayed
+method keeps from one step to the next (in that level: its pending record), is reported (Linux only;
 coarse, but the same yardstick for every mode; the allocator's retained heap makes it vary
 between runs, so ``--memory-repeats`` takes the median of several subprocesses).
 
@@ -160,6 +164,7 @@ def _autodata(method: str | HypergradientMethod, every: int):
             loss.backward()
             optimizer.step()
 
+        step.learner = learner
         return step
 
     return build
@@ -175,6 +180,8 @@ _METHODS: dict[str, str | HypergradientMethod] = {
     "fd-1sided": FiniteDifference(one_sided=True),
     "online-1sided": Online(one_sided=True),
     "jvp-online-torch": OnlineForwardMode(rules=False),
+    "jvp-online-recompute": OnlineForwardMode(conv_share=0),
+    "jvp-online-keepall": OnlineForwardMode(conv_share=1.0),
     "jvp-torch": ForwardMode(rules=False),
 }
 
@@ -280,7 +287,33 @@ def peak_memory(args, name: str) -> float:
     base = _status_kib("VmRSS")
     for _ in range(measured):
         step()
-    return (_status_kib("VmHWM") - base) / 1024
+    return (_status_kib("VmHWM") - base) / 1024 + _pending_mib(step)
+
+
+def _pending_mib(step) -> float:
+    """MiB of the tensors a delayed method keeps from one step to the next (its pending record: the
+    parameters, gradients and optimizer state before the real step, and the convolution outputs
+    ``jvp-online`` keeps for its replay). They are in the resident level after the warm-up, from
+    which the peak is read, so they are added here (at most one record is held at a time)."""
+    online = getattr(getattr(step, "learner", None), "_online", None)
+    pending = getattr(online, "pending", None)
+    if pending is None:
+        return 0.0
+    seen: dict[int, int] = {}
+
+    def add(value) -> None:
+        if isinstance(value, torch.Tensor):
+            seen[value.untyped_storage().data_ptr()] = value.untyped_storage().nbytes()
+        elif isinstance(value, dict):
+            for v in value.values():
+                add(v)
+
+    for part in (pending.params, pending.grads, pending.state):
+        add(part or {})
+    for forward in pending.forwards:
+        for out, _ in (forward.convs.outputs.values() if forward.convs is not None else ()):
+            add(out)
+    return sum(seen.values()) / 2**20
 
 
 def _status_kib(field: str) -> int:

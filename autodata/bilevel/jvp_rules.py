@@ -155,7 +155,7 @@ def _batch_norm_tangent(x: Tensor, weight: Tensor | None, mean: Tensor, invstd: 
         out = torch.addcmul(_channel_view(offset, dim), x, _channel_view(slope, dim))  # x's layout
     if x_t is not None:
         out.addcmul_(x_t, _channel_view(scale, dim))
-    return out
+    return out if out.dtype == x.dtype else out.to(x.dtype)  # float32 factors with a bfloat16 input (autocast)
 
 
 @_rule_for(F.batch_norm)
@@ -407,6 +407,24 @@ class _Supplied:
 _SUPPLIED = _Supplied()
 
 
+class _KeepConvOutputs(TorchFunctionMode):
+    """Hands every ``F.conv{1,2,3}d`` result in the block to ``keep`` (which keeps those of convolution modules)."""
+
+    def __init__(self, keep: Callable[[Tensor], None]) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if func in _CONV_FUNCTIONS:
+            self.keep(out)
+        return out
+
+
+_CONV_FUNCTIONS = (F.conv1d, F.conv2d, F.conv3d)
+
+
 class ConvOutputs:
     """Outputs of a real forward's convolution modules, for a replay of that forward to take instead of convolving.
 
@@ -436,23 +454,40 @@ class ConvOutputs:
 
     @contextlib.contextmanager
     def capture(self) -> Iterator[ConvOutputs]:
-        """Keep the convolution modules' outputs of the forwards in the block (replacing any kept before)."""
-        from torch.nn.modules.module import register_module_forward_hook
+        """Keep the convolution modules' outputs of the forwards in the block (replacing any kept before).
+
+        The output kept is the convolution's own (``F.conv{1,2,3}d``'s result, taken by a
+        :class:`~torch.overrides.TorchFunctionMode` inside the module's call), before any forward
+        hook of the module or a global one changes it: the replay runs those hooks again.
+        """
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
         seen: list[tuple[int, tuple[int, int], Tensor, int]] = []
         calls: dict[int, int] = {}
+        current: list[tuple[int, tuple[int, int]] | None] = [None]
+
+        def pre_hook(module: torch.nn.Module, args: Any) -> None:
+            if type(module) in _CONV_MODULES:
+                k = calls[id(module)] = calls.get(id(module), -1) + 1
+                current[0] = (module.weight.shape[1] * math.prod(module.weight.shape[2:]), (id(module), k))
 
         def hook(module: torch.nn.Module, args: Any, out: Any) -> None:
-            if type(module) in _CONV_MODULES and isinstance(out, Tensor):
-                k = calls[id(module)] = calls.get(id(module), -1) + 1
-                cost = module.weight.shape[1] * math.prod(module.weight.shape[2:])  # multiply-adds per element
-                seen.append((cost, (id(module), k), out.detach(), out._version))  # its version now, as computed
+            if type(module) in _CONV_MODULES:
+                current[0] = None
 
-        handle = register_module_forward_hook(hook)
+        def keep(out: Tensor) -> None:
+            if current[0] is not None and isinstance(out, Tensor):
+                cost, key = current[0]  # multiply-adds per output element, (module, call)
+                seen.append((cost, key, out.detach(), out._version))  # its version now, as computed
+            current[0] = None
+
+        handles = [register_module_forward_pre_hook(pre_hook), register_module_forward_hook(hook, always_call=True)]
         try:
-            yield self
+            with _KeepConvOutputs(keep):
+                yield self
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
         budget, used, kept = self.share * sum(o.numel() * o.element_size() for _, _, o, _ in seen), 0, {}
         for _, key, out, version in sorted(seen, key=lambda s: -s[0]):
             size = out.numel() * out.element_size()

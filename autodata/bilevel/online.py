@@ -187,17 +187,24 @@ class OnlineUpdater:
             return learner._reweighted_loss(forward, False, float("nan"))
         updated, meta_loss = False, float("nan")
         if pending is not None:
-            x_meta, y_meta = learner._meta_batch(x, y, x_meta, y_meta)
-            problem, meta_params = learner.problem_of(
-                pending.forwards, x_meta, y_meta, params=pending.params, grads=pending.grads,
-                lookahead=lambda g: learner.lookahead(g, params=pending.params, state=pending.state, groups=pending.groups),
-            )
-            hypergrads, loss = self.method(problem)
-            meta_loss = float(loss)
-            updated = learner._apply_hypergradients(pending.forwards[-1].index, meta_params, learner._reduce(list(hypergrads)), loss)
+            updated, meta_loss = self._update_from(pending, x, y, x_meta, y_meta)
+            self.pending = pending = None  # consumed: its kept activations go before the real forward's graph comes
         forward = self._real_forward(index, x, y, replayable=due)
         self.pending = _Pending([forward.detached()]) if due else None
         return learner._reweighted_loss(forward, updated, meta_loss)
+
+    def _update_from(self, pending: _Pending, x: Tensor, y: Tensor, x_meta: Tensor | None,
+                     y_meta: Tensor | None) -> tuple[bool, float]:
+        """Apply the hypergradient of the recorded real step: (applied, meta loss)."""
+        learner = self.learner
+        x_meta, y_meta = learner._meta_batch(x, y, x_meta, y_meta)
+        problem, meta_params = learner.problem_of(
+            pending.forwards, x_meta, y_meta, params=pending.params, grads=pending.grads,
+            lookahead=lambda g: learner.lookahead(g, params=pending.params, state=pending.state, groups=pending.groups),
+        )
+        hypergrads, loss = self.method(problem)
+        updated = learner._apply_hypergradients(pending.forwards[-1].index, meta_params, learner._reduce(list(hypergrads)), loss)
+        return updated, float(loss)
 
     def state_dict(self) -> dict[str, Any] | None:
         """The pending record (tensors, dicts and numbers), or ``None``."""

@@ -162,9 +162,6 @@ def test_kept_outputs_with_a_data_parallel_model_of_one_rank() -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.xfail(strict=True, reason="ConvOutputs.capture's global forward hook runs after the user's global "
-                                       "forward hooks: it keeps an output such a hook replaced, and the replay "
-                                       "applies the hook again")
 def test_a_global_forward_hook_that_replaces_outputs_is_applied_once() -> None:
     """A global forward hook (registered before the learner) scales every convolution's output: the replay must
     see the scaled output once, as the real forward did."""
@@ -178,8 +175,6 @@ def test_a_global_forward_hook_that_replaces_outputs_is_applied_once() -> None:
         handle.remove()
 
 
-@pytest.mark.xfail(strict=True, reason="jvp_rules._batch_norm_tangent returns a float32 tangent for a bfloat16 "
-                                       "primal under autocast (per-channel factors from float32 parameters)")
 def test_batch_norm_rule_under_bf16_autocast_keeps_the_primal_dtype() -> None:
     """Under CPU bfloat16 autocast, a convolution, train-mode BatchNorm and a linear layer in forward mode: the
     rules give the primal's dtype for the tangent and PyTorch's own values (to bfloat16 rounding), as
@@ -226,8 +221,6 @@ def _after_a_failed_step(method: str, fail: bool) -> list[torch.Tensor]:
     return [p.detach().clone() for p in mwn.parameters()]
 
 
-@pytest.mark.xfail(strict=True, reason="OnlineUpdater.step applies the pending hypergradient, then the real forward "
-                                       "raises and self.pending stays: the retried step applies it a second time")
 @pytest.mark.parametrize("method", ["online", "jvp-online"])
 def test_a_step_whose_forward_raises_applies_the_last_hypergradient_once(method: str) -> None:
     """A step whose real forward raises (a non-finite loss, "Nothing was updated") and is retried on a good
