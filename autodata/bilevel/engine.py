@@ -463,13 +463,16 @@ class MetaLearner:
         the plain module until one has run without drawing random numbers, and again once a
         recorded forward has drawn some.
         """
-        if not is_compiled(self.model) or self._plain is None:
+        if not is_compiled(self.model):
+            return self.model
+        plain = _plain_forward(self.model)  # per call: the model may have been compiled in place after construction
+        if plain is None:
             return self.model
         differentiated = self._learns and replayable and not self.method.delayed
         if differentiated or self.reweighter.max_step_ratio is not None:
-            return self._plain
+            return plain
         if replayable and self._learns and self._draws is not False:
-            return self._plain
+            return plain
         return self.model
 
     def _step_weights(self, losses: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
