@@ -215,6 +215,13 @@ class OnlineUpdater:
         saved = {"forward": forwards[0], "params": p.params, "grads": p.grads, "state": p.state, "groups": p.groups}
         if len(forwards) > 1:
             saved["more_forwards"] = forwards[1:]
+        if any(f.convs is not None for f in p.forwards):  # a resumed replay takes the same outputs (bit for bit)
+            names = {id(m): name for name, m in self.learner.module.named_modules()}
+            saved["kept_convs"] = [
+                None if f.convs is None else {f"{names[key[0]]}#{key[1]}": out for key, (out, _) in f.convs.outputs.items()
+                                              if key[0] in names}
+                for f in p.forwards
+            ]
         return saved
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
@@ -224,6 +231,16 @@ class OnlineUpdater:
             return
         forwards = [state["forward"], *state.get("more_forwards", [])]
         forwards = [RecordedForward.from_state(f, self.learner.augment, self.learner.device) for f in forwards]
+        modules = dict(self.learner.module.named_modules())
+        for i, kept in enumerate(state.get("kept_convs") or []):
+            if kept and self._conv_share:
+                convs = ConvOutputs(self._conv_share)
+                for key, out in kept.items():
+                    name, _, call = key.rpartition("#")
+                    if name in modules:
+                        out = out.to(self.learner.device)
+                        convs.outputs[(id(modules[name]), int(call))] = (out, out._version)
+                forwards[i] = replace(forwards[i], convs=convs)
         self.pending = _Pending(forwards, state["params"], state["grads"], state["state"], state["groups"])
 
     def close(self) -> None:

@@ -118,7 +118,7 @@ def test_kept_outputs_follow_pytorchs_forward_ad_over_several_steps(make_model, 
 @pytest.mark.parametrize("loop, replays", [
     (dict(every=3, steps=7), 2),  # replayed steps 0 and 3; the steps between record nothing
     (dict(accumulation=2), 4),  # two micro-batches per real step, each with its own outputs
-    (dict(reload_after=0), 1),  # the loaded record keeps no outputs: the replay convolves
+    (dict(reload_after=0), 2),  # the checkpoint keeps the record's outputs (by module name): the replay takes them
 ])
 def test_kept_outputs_belong_to_the_replayed_step(loop: dict, replays: int) -> None:
     assert _assert_kept_outputs_exact(_cnn, **loop) == 2 * replays
