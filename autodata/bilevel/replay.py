@@ -136,7 +136,7 @@ class RecordedForward:
             detached once recorded for a later step).
         rng: the random state before the forward, or ``None`` when it is never replayed.
         convs: outputs of the forward's convolution modules that a forward-mode replay takes
-            instead of recomputing them (``jvp-online``), or ``None``; not in checkpoints.
+            instead of recomputing them (``jvp-online``, whose checkpoints keep them by module name), or ``None``.
     """
 
     index: int
