@@ -137,12 +137,11 @@ class OnlineUpdater:
         self.method = method
         self.pending: _Pending | None = None
         self._hook = learner.optimizer.register_step_pre_hook(self._record_real_step)
-        share = getattr(method, "conv_share", 0) if getattr(method, "rules", False) else 0
-        self._conv_share = share if share > 0 and not is_compiled(learner.model) else 0
+        self._conv_share = getattr(method, "conv_share", 0) if getattr(method, "rules", False) else 0
 
     def _real_forward(self, index: int, x: Tensor, y: Tensor, replayable: bool) -> RecordedForward:
         """The learner's real forward, detached, with its convolution outputs kept for the replay where it is one."""
-        if not (replayable and self._conv_share):
+        if not (replayable and self._conv_share) or is_compiled(self.learner.model):  # read at each call, as the engine
             return self.learner._real_forward(index, x, y, replayable=replayable)
         convs = ConvOutputs(self._conv_share)
         with convs.capture():
