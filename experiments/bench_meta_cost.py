@@ -49,8 +49,9 @@ Usage:
     python experiments/bench_meta_cost.py --device cuda --model resnet32 --compile --only plain,online,exact
 
 With ``--precision bf16`` or ``--compile``, a mode that raises while it is built or warmed up is
-listed as ``refused`` with the error's first line (``exact`` and ``last`` refuse a compiled
-model); any error in the default fp32 eager setting is raised.
+listed as ``refused`` with the error's first line (the first GPU session saw ``exact`` and
+``last`` refuse a compiled model; every method takes one since); any error in the default fp32
+eager setting is raised.
 """
 from __future__ import annotations
 

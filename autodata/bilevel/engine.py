@@ -438,7 +438,7 @@ class MetaLearner:
         self._check_targets("training", y, logits.shape[-1])
         losses = self.loss_fn(logits, y)  # (B,)
         _checks.check_losses(index, losses, y.shape[0], self.module, buffers)
-        return RecordedForward(index, x, y, aug_params, losses, rng)
+        return RecordedForward(index, x, y, aug_params, losses, rng, augment=self.augment)
 
     def _forward_model(self, replayable: bool) -> Callable[..., Any]:
         """The module of a real forward: the plain one where this step differentiates the forward itself.

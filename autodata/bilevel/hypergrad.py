@@ -33,8 +33,9 @@ method          quality   how                                                 ne
                           step late
 ==============  ========  ==================================================  ===========
 
-"first order" methods work with ``torch.compile``d and ``DistributedDataParallel`` models;
-second-order ones refuse them (aot_autograd and DDP do not support double backward).
+Every method takes a ``torch.compile``d model: the forwards a step differentiates run the plain
+module (:class:`~autodata.bilevel.engine.MetaLearner`). "first order" methods work with
+``DistributedDataParallel`` models; second-order ones refuse them (DDP has no double backward).
 
 * ``jvp`` (:class:`ForwardMode`): for a per-sample reweighter the hypergradient factors
   through the weights. With ``u`` as below, ``d L_meta / d phi = (1/B) sum_i (d w_i / d phi)

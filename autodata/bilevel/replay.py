@@ -137,6 +137,9 @@ class RecordedForward:
         rng: the random state before the forward, or ``None`` when it is never replayed.
         convs: outputs of the forward's convolution modules that a forward-mode replay takes
             instead of recomputing them (``jvp-online``, whose checkpoints keep them by module name), or ``None``.
+        augment: the augmentation that drew ``aug_params``, which a replay applies again (a loop may
+            swap the learner's augmentation between steps); ``None``: the replay's current one (a
+            record loaded from a checkpoint, taken before any swap).
     """
 
     index: int
@@ -146,6 +149,7 @@ class RecordedForward:
     losses: Tensor
     rng: RandomState | None
     convs: ConvOutputs | None = None
+    augment: BaseAugment | None = None
 
     def detached(self) -> RecordedForward:
         """The same record without the graph of its losses."""
@@ -155,7 +159,7 @@ class RecordedForward:
         """Tensors, dicts and numbers only (``torch.load(weights_only=True)`` reads them)."""
         return {
             "index": self.index, "x": self.x, "y": self.y, "losses": self.losses.detach(),
-            "aug_params": augment.params_to_state(self.aug_params),
+            "aug_params": (self.augment if self.augment is not None else augment).params_to_state(self.aug_params),
             "rng": None if self.rng is None else self.rng.to_state(),
         }
 
@@ -215,12 +219,17 @@ class Replay:
         rng = forward.rng
 
         def train_loss_at(new: Mapping[str, Tensor]) -> Tensor:
-            with rng.replay(), torch.set_grad_enabled(self.augment.learns):
-                out = self._call(new, self.augment(forward.x, forward.aug_params))
+            augment = self.augment_of(forward)
+            with rng.replay(), torch.set_grad_enabled(augment.learns):
+                out = self._call(new, augment(forward.x, forward.aug_params))
                 losses = self.loss_fn(out, forward.y)  # (B,)
             return (weights * losses).mean()
 
         return train_loss_at
+
+    def augment_of(self, forward: RecordedForward) -> BaseAugment:
+        """The augmentation that drew the recorded batch's parameters (the current one if unknown)."""
+        return forward.augment if forward.augment is not None else self.augment
 
     def _call(self, new: Mapping[str, Tensor], x: Any) -> Tensor:
         args, kwargs = self.inputs(x)
@@ -247,7 +256,7 @@ class Replay:
 
         def train_jvp(theta: Mapping[str, Tensor], u: Mapping[str, Tensor]) -> Tensor:
             with rng.replay(), torch.no_grad(), fwAD.dual_level(), supplied():
-                x = self.augment(forward.x, forward.aug_params)
+                x = self.augment_of(forward)(forward.x, forward.aug_params)
                 dual = {n: fwAD.make_dual(theta[n], u[n].to(theta[n].dtype)) for n in u}
                 primal, tangent = fwAD.unpack_dual(self.loss_fn(self._call(dual, x), forward.y))  # (B,)
                 if tangent is None:  # the losses do not depend on the looked-ahead parameters
@@ -275,7 +284,7 @@ class Replay:
 
         def losses_at(new: Mapping[str, Tensor]) -> Tensor:
             with rng.replay(), torch.no_grad():
-                return self.loss_fn(self._call(new, self.augment(forward.x, forward.aug_params)), forward.y)  # (B,)
+                return self.loss_fn(self._call(new, self.augment_of(forward)(forward.x, forward.aug_params)), forward.y)  # (B,)
 
         def loss_change(a: Mapping[str, Tensor], b: Mapping[str, Tensor] | None = None) -> Tensor:
             reference = forward.losses.detach() if b is None else losses_at(b)

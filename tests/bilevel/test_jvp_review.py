@@ -271,9 +271,6 @@ def _update_with_a_swap(method: OnlineForwardMode, swap: bool) -> list[torch.Ten
     return [p.detach().clone() for p in mwn.parameters()]
 
 
-@pytest.mark.xfail(strict=True, reason="Replay augments a recorded batch with the learner's current augmentation "
-                                       "(Replay.augment), not the one its parameters were drawn for; with kept "
-                                       "convolution outputs the replay mixes the two")
 @pytest.mark.parametrize("conv_share", [0.0, 1.0])
 def test_an_augmentation_swapped_after_a_step_does_not_change_its_hypergradient(conv_share: float) -> None:
     """Step 0's hypergradient (applied at step 1) is defined on step 0's augmented batch: swapping the augmentation
