@@ -160,6 +160,6 @@ def check_losses(index: int, losses: Tensor, batch: int, model: nn.Module, buffe
                 b.copy_(buffers[name])
         raise FloatingPointError(
             f"step {index}: the training loss is not finite for {bad} of {losses.numel()} "
-            f"samples. Nothing was updated; check the inputs for NaN/inf and lower the "
-            f"learning rate."
+            f"samples. The model was not updated (its BatchNorm statistics are restored) and the step does not "
+            f"count; check the inputs for NaN/inf and lower the learning rate."
         )

@@ -330,7 +330,7 @@ def test_nonfinite_training_batch_does_not_count_as_a_step() -> None:
     learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet())
     x, y = _batch()
     x[0] = float("nan")
-    with pytest.raises(FloatingPointError, match="Nothing was updated"):
+    with pytest.raises(FloatingPointError, match="The model was not updated"):
         learner.step(x, y, *_batch(8))
     assert learner.num_steps == 0
     learner.step(*_batch(), *_batch(8))

@@ -223,7 +223,7 @@ def _after_a_failed_step(method: str, fail: bool) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("method", ["online", "jvp-online"])
 def test_a_step_whose_forward_raises_applies_the_last_hypergradient_once(method: str) -> None:
-    """A step whose real forward raises (a non-finite loss, "Nothing was updated") and is retried on a good
+    """A step whose real forward raises (a non-finite loss: "The model was not updated") and is retried on a good
     batch ends where the loop without the failure does: step 0's hypergradient is applied once."""
     for a, b in zip(_after_a_failed_step(method, True), _after_a_failed_step(method, False)):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
