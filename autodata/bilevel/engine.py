@@ -259,9 +259,8 @@ class MetaLearner:
         self.method = make_method(method, radius=fd_radius, layers=layers).bind(self)
         self._ddp = _find_ddp(model)  # under a torch.compile wrapper too: torch.compile(DDP(model))
         self._distributed = self._ddp is not None
-        self._plain = _plain_forward(model)  # the model's forward with every compiled graph left out
         self._fits = functools.partial(_check_method_fits, self.method, self._distributed,
-                                       self.accumulation_steps, max_grad_norm, self._plain is not None)
+                                       self.accumulation_steps, max_grad_norm, _plain_forward(model) is not None)
         if self._learns:  # a method that never runs is not checked (a DDP model trained with nothing learned)
             self._fits()
         if self.augment.needs_rewards:
@@ -434,7 +433,7 @@ class MetaLearner:
         args, kwargs = self.inputs(x_aug)
         logits = self._forward_model(replayable)(*args, **kwargs)
         if rng is not None and not self._draws:  # (once it drew, it stays drawing)
-            self._draws = _drew_random(rng)
+            self._draws = rng.moved()
         self._check_targets("training", y, logits.shape[-1])
         losses = self.loss_fn(logits, y)  # (B,)
         _checks.check_losses(index, losses, y.shape[0], self.module, buffers)
@@ -700,14 +699,6 @@ class MetaLearner:
         if self.guard is not None and state.get("guard") is not None:
             self.guard.load_state_dict(state["guard"])
         self._draws = state.get("draws")
-
-
-def _drew_random(before: RandomState) -> bool:
-    """Whether the global random state (CPU and the recorded device's) moved since ``before`` was captured."""
-    after = RandomState.capture(before.device)
-    if not torch.equal(after.cpu, before.cpu):
-        return True
-    return after.cuda is not None and before.cuda is not None and not torch.equal(after.cuda, before.cuda)
 
 
 def _find_ddp(model: nn.Module) -> nn.parallel.DistributedDataParallel | None:

@@ -104,6 +104,13 @@ class RandomState:
         """The current state."""
         return cls(device, torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
 
+    def moved(self) -> bool:
+        """Whether the global random state (CPU and this device's) moved since this one was captured."""
+        now = RandomState.capture(self.device)
+        if not torch.equal(now.cpu, self.cpu):
+            return True
+        return now.cuda is not None and self.cuda is not None and not torch.equal(now.cuda, self.cuda)
+
     @contextlib.contextmanager
     def replay(self) -> Iterator[None]:
         """Run a block from this random state; the caller's random state is untouched afterwards."""
