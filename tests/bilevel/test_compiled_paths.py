@@ -19,18 +19,29 @@ def _batches(channels: int = 1):
     return x, y, xm, ym
 
 
-def _twin_runs(compile_model, method: str, steps: int = 4, **kwargs):
-    """(losses, meta-parameters, parameters) of the compiled run, then of the eager run."""
+def _twin_runs(compile_model, method: str, steps: int = 4, dropout: bool = False, compile_after: bool = False,
+               **kwargs):
+    """(losses, meta-parameters, parameters) of the compiled run, then of the eager run.
+
+    ``dropout``: a Dropout(0.3) before the small CNN; ``compile_after``: ``compile_model`` (one that
+    compiles in place) is called after the learner was built.
+    """
+    from torch import nn
+
     x, y, xm, ym = _batches()
     runs = []
     for compiled in (True, False):
         torch.manual_seed(0)
         model = create_model("small_cnn", in_channels=1, num_classes=10)  # BatchNorm
-        net = compile_model(model) if compiled else model
+        model = nn.Sequential(nn.Dropout(0.3), model) if dropout else model
+        net = compile_model(model) if compiled and not compile_after else model
         torch.manual_seed(1)
         mwn = MetaWeightNet()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         learner = MetaLearner(net, optimizer, reweighter=mwn, method=method, **kwargs)
+        if compiled and compile_after:
+            compile_model(model)
+        torch.manual_seed(2)  # the dropout masks
         losses = []
         for _ in range(steps):
             loss = learner.step(x, y, xm, ym)
@@ -130,29 +141,8 @@ def test_an_inductor_compiled_model_with_dropout_replays_the_masks_of_its_record
     inductor graph draws its own random numbers (the replayed per-sample losses were off by up to 0.5 at
     the recorded parameters), so a recorded forward of a model that draws runs the plain module, and the
     run learns what the eager one learns (it was 4e-3 off in the meta-parameters after 4 steps)."""
-    from torch import nn
-
     torch._dynamo.reset()
-    x, y, xm, ym = _batches()
-    runs = []
-    for compiled in (True, False):
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Dropout(0.3), create_model("small_cnn", in_channels=1, num_classes=10))
-        torch.manual_seed(1)
-        mwn = MetaWeightNet()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        learner = MetaLearner(torch.compile(model) if compiled else model, optimizer, reweighter=mwn, method="jvp-online")
-        torch.manual_seed(2)
-        for _ in range(4):
-            loss = learner.step(x, y, xm, ym)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        runs.append([p.detach().clone() for p in (*mwn.parameters(), *model.parameters())])
-    torch.manual_seed(1)
-    assert any(not torch.equal(a, b) for a, b in zip(runs[1], MetaWeightNet().parameters()))  # it did learn
-    for a, b in zip(*runs):
-        torch.testing.assert_close(a, b)
+    _assert_twins(_twin_runs(torch.compile, "jvp-online", dropout=True))
     torch._dynamo.reset()
 
 
@@ -164,36 +154,17 @@ def test_a_model_with_dropout_compiled_in_place_replays_its_virtual_forwards_unc
     the run drifted from the eager one (2e-3 in the meta-parameters after 4 steps); they run the plain call.
     Compiled after the learner was built (``after``), the recorded forwards ran the graph (the learner
     had decided at construction that the model was plain): replayed losses 0.12 off on the mean."""
-    from torch import nn
-
     from autodata.bilevel.replay import uncompiled
 
-    torch._dynamo.reset()
-    x, y, xm, ym = _batches()
-    runs = []
-    for compiled in (True, False):
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Dropout(0.3), create_model("small_cnn", in_channels=1, num_classes=10))
-        if compiled and not after:
-            model.compile()
+    def compile_in_place(model):
+        model.compile()
+        if not after:
             with uncompiled(model):  # the block's calls are plain; the compiled call comes back after it
                 assert model._compiled_call_impl is None
             assert model._compiled_call_impl is not None
-        torch.manual_seed(1)
-        mwn = MetaWeightNet()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        learner = MetaLearner(model, optimizer, reweighter=mwn, method=method)  # (every=k: its plain steps draw inductor masks)
-        if compiled and after:
-            model.compile()
-        torch.manual_seed(2)
-        for _ in range(4):
-            loss = learner.step(x, y, xm, ym)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        runs.append([p.detach().clone() for p in mwn.parameters()])
-    torch.manual_seed(1)
-    assert any(not torch.equal(a, b) for a, b in zip(runs[1], MetaWeightNet().parameters()))  # it did learn
-    for a, b in zip(*runs):
-        torch.testing.assert_close(a, b)
+        return model
+
+    torch._dynamo.reset()
+    # (every=1: with every=k the plain steps between run the graph, whose masks differ from eager's)
+    _assert_twins(_twin_runs(compile_in_place, method, dropout=True, compile_after=after))
     torch._dynamo.reset()

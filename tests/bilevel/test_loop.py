@@ -128,6 +128,25 @@ def test_dict_batches_through_an_inputs_adapter(method: str) -> None:
         learner.step({"image": batch["image"], "extra": batch["extra"][:3]}, y)
 
 
+def _compiled_or_eager_run(method: str, compile_it: bool, x, y, xm, ym) -> tuple[list[torch.Tensor], list[bool]]:
+    """Four steps (every=2) of the MLP through ``torch.compile`` (aot_eager) or eager: the reweighter's and
+    the model's parameters after them, and whether each step meta-updated."""
+    model = _mlp()
+    net = torch.compile(model, backend="aot_eager") if compile_it else model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    mwn = _mwn()
+    learner = MetaLearner(net, optimizer, reweighter=mwn, method=method, every=2,
+                          meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
+    meta_updated = []
+    for _ in range(4):
+        loss = learner.step(x, y, xm, ym)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        meta_updated.append(learner.last.meta_updated)
+    return [p.detach().clone() for p in (*mwn.parameters(), *model.parameters())], meta_updated
+
+
 @pytest.mark.slow
 def test_a_compiled_model_meta_learns_as_the_eager_one_with_every_method() -> None:
     """Every method takes a compiled model, the second-order ones too (their meta forwards run the plain
@@ -139,20 +158,7 @@ def test_a_compiled_model_meta_learns_as_the_eager_one_with_every_method() -> No
     xm, ym = _data(7, seed=1)
     for method in sorted(HYPERGRADIENTS):
         torch._dynamo.reset()
-        updates = []
-        for compile_it in (True, False):
-            model = _mlp()
-            net = torch.compile(model, backend="aot_eager") if compile_it else model
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
-            mwn = _mwn()
-            learner = MetaLearner(net, optimizer, reweighter=mwn, method=method, every=2,
-                                  meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
-            for _ in range(4):
-                loss = learner.step(x, y, xm, ym)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            updates.append([p.detach().clone() for p in (*mwn.parameters(), *model.parameters())])
+        updates = [_compiled_or_eager_run(method, compile_it, x, y, xm, ym)[0] for compile_it in (True, False)]
         before = [p.detach() for p in _mwn().parameters()]
         assert any(not torch.equal(a, b) for a, b in zip(updates[0], before)), method  # it did learn
         for a, b in zip(*updates):
@@ -180,19 +186,9 @@ def test_a_compiled_model_whose_code_was_compiled_for_plain_training_before_stil
         opt.step()
     updates = []
     for compile_it in (True, False):
-        model = _mlp()
-        net = torch.compile(model, backend="aot_eager") if compile_it else model
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
-        mwn = _mwn()
-        learner = MetaLearner(net, optimizer, reweighter=mwn, method=method, every=2,
-                              meta_optimizer=torch.optim.SGD(mwn.parameters(), lr=1.0))
-        for step in range(4):
-            loss = learner.step(x, y, xm, ym)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            assert learner.last.meta_updated == (step % 2 == 0)
-        updates.append([p.detach().clone() for p in (*mwn.parameters(), *model.parameters())])
+        state, meta_updated = _compiled_or_eager_run(method, compile_it, x, y, xm, ym)
+        assert meta_updated == [True, False, True, False]
+        updates.append(state)
     for a, b in zip(*updates):
         torch.testing.assert_close(a, b)
     torch._dynamo.reset()
