@@ -368,9 +368,11 @@ _CONV_MODULES = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)  # exact typ
 
 
 def _conv_output_shape(x: Tensor, weight: Tensor, options: tuple[Any, ...]) -> tuple[int, ...] | None:
-    """The output shape of ``F.conv{1,2,3}d(x, weight, ..., *options)``, or ``None`` where the padding is a string."""
+    """The output shape of ``F.conv{1,2,3}d(x, weight, ..., *options)``, or ``None`` where it cannot be told."""
     stride, padding, dilation, _ = options
     dims = weight.dim() - 2
+    if padding == "same":  # PyTorch takes it with stride 1 only: the input's spatial size
+        return (*x.shape[:-dims - 1], weight.shape[0], *x.shape[-dims:])
     if isinstance(padding, str):
         if padding != "valid":
             return None

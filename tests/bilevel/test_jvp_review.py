@@ -140,6 +140,16 @@ def test_forwards_of_the_user_between_steps_do_not_replace_kept_outputs() -> Non
     assert _assert_kept_outputs_exact(_cnn, before_step=_user_forward, after_step=_eval_forward) == 4
 
 
+def test_convolutions_with_string_padding_take_their_kept_outputs() -> None:
+    """``padding="same"`` (odd and even kernels, dilated) and ``padding="valid"``: every call's output is taken."""
+    def model() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(2, 4, 3, padding="same"), nn.Tanh(), nn.Conv2d(4, 4, 2, padding="same", dilation=2),
+                             nn.BatchNorm2d(4), nn.Tanh(), nn.Conv2d(4, 4, 3, padding="valid"), nn.Flatten(),
+                             nn.Linear(144, 3))
+
+    assert _assert_kept_outputs_exact(model) == 2 * 3
+
+
 def test_a_convolution_output_changed_in_place_is_not_taken() -> None:
     """ReLU(inplace=True) right after each convolution: nothing is taken, the replay convolves."""
     def model() -> nn.Module:
