@@ -96,7 +96,9 @@ class OnlineForwardMode(ForwardMode):
             all their bytes, instead of convolving again
             (:class:`~autodata.bilevel.jvp_rules.ConvOutputs`; kept from the real forward until
             the next step's replay: peak memory grows by at most that share of the convolution
-            outputs, while the replay's primal skips their convolutions). 0: none; not with a
+            outputs, while the replay's primal skips their convolutions; with ``accumulation_steps``
+            micro-batches each keeps that share divided by their number, so that together they
+            keep at most the share of one micro-batch's outputs). 0: none; not with a
             ``torch.compile``d model (its forward is not hooked).
     """
 
@@ -143,7 +145,9 @@ class OnlineUpdater:
         """The learner's real forward, detached, with its convolution outputs kept for the replay where it is one."""
         if not (replayable and self._conv_share) or is_compiled(self.learner.model):  # read at each call, as the engine
             return self.learner._real_forward(index, x, y, replayable=replayable)
-        convs = ConvOutputs(self._conv_share)
+        # Each micro-batch of an accumulated step keeps its share of its own outputs until the replay: split the
+        # share among them, so that the kept bytes stay within conv_share of one micro-batch's outputs.
+        convs = ConvOutputs(self._conv_share / self.learner.accumulation_steps)
         with convs.capture():
             forward = self.learner._real_forward(index, x, y, replayable=replayable)
         return replace(forward, convs=convs)

@@ -115,13 +115,32 @@ def test_kept_outputs_follow_pytorchs_forward_ad_over_several_steps(make_model, 
     assert _assert_kept_outputs_exact(make_model) == 2 * per_replay
 
 
-@pytest.mark.parametrize("loop, replays", [
-    (dict(every=3, steps=7), 2),  # replayed steps 0 and 3; the steps between record nothing
-    (dict(accumulation=2), 4),  # two micro-batches per real step, each with its own outputs
-    (dict(reload_after=0), 2),  # the checkpoint keeps the record's outputs (by module name): the replay takes them
+@pytest.mark.parametrize("loop, taken", [
+    (dict(every=3, steps=7), 2 * 2),  # replayed steps 0 and 3; the steps between record nothing
+    # two micro-batches per real step, each with its own outputs: half the share each, the costlier convolution's
+    (dict(accumulation=2), 1 * 4),
+    (dict(reload_after=0), 2 * 2),  # the checkpoint keeps the record's outputs (by module name): the replay takes them
 ])
-def test_kept_outputs_belong_to_the_replayed_step(loop: dict, replays: int) -> None:
-    assert _assert_kept_outputs_exact(_cnn, **loop) == 2 * replays
+def test_kept_outputs_belong_to_the_replayed_step(loop: dict, taken: int) -> None:
+    assert _assert_kept_outputs_exact(_cnn, **loop) == taken
+
+
+@pytest.mark.parametrize("accumulation, count", [(1, 2), (2, 2), (4, 0)])
+def test_micro_batches_together_keep_at_most_the_share_of_one(accumulation: int, count: int) -> None:
+    """``conv_share`` bounds the bytes kept for one replay: with micro-batches each keeps its part of the share
+    (of two equal outputs: both at 1, the costlier at 1/2, none at 1/4)."""
+    torch.manual_seed(0)
+    model = _cnn().double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    learner = MetaLearner(model, optimizer, reweighter=MetaWeightNet(hidden=4).double(), guard=False,
+                          method=OnlineForwardMode(conv_share=1.0), accumulation_steps=accumulation)
+    (xm, ym), micro = _batch(7, 99), 16 // accumulation
+    for m in range(accumulation):
+        learner.step(*_batch(micro, m), xm, ym).backward()
+    kept = [out for forward in learner._online.pending.forwards for out, _ in forward.convs.outputs.values()]
+    assert len(kept) == count
+    assert sum(out.numel() for out in kept) <= 2 * micro * 4 * 8 * 8  # the two convolutions' outputs of one micro-batch
+    learner.close()
 
 
 def _eval_forward(model: nn.Module, t: int) -> None:
