@@ -68,7 +68,8 @@ from autodata.bilevel.hypergrad import HYPERGRADIENTS, HypergradientMethod, Meta
 from autodata.bilevel.guard import DivergenceGuard, bound_step, last_layer
 from autodata.bilevel.lookahead import VirtualStep
 from autodata.bilevel.online import OnlineUpdater
-from autodata.bilevel.replay import Inputs, RandomState, RecordedForward, Replay, as_model_inputs, is_compiled, unwrap
+from autodata.bilevel.replay import Inputs, RandomState, RecordedForward, Replay, as_model_inputs
+from autodata.bilevel.wrappers import find_ddp, is_compiled, plain_forward, unwrap
 from autodata.reweight import BaseReweighter, UniformReweighter
 
 __all__ = ["MetaLearner", "StepInfo", "cycle"]
@@ -257,10 +258,10 @@ class MetaLearner:
         self.lookahead = VirtualStep(optimizer, params, max_grad_norm)
         self.replay = Replay(model, params, self.augment, self.loss_fn, self.meta_loss_fn, self._check_targets, self.inputs)
         self.method = make_method(method, radius=fd_radius, layers=layers).bind(self)
-        self._ddp = _find_ddp(model)  # under a torch.compile wrapper too: torch.compile(DDP(model))
+        self._ddp = find_ddp(model)  # under a torch.compile wrapper too: torch.compile(DDP(model))
         self._distributed = self._ddp is not None
         self._fits = functools.partial(_check_method_fits, self.method, self._distributed,
-                                       self.accumulation_steps, max_grad_norm, _plain_forward(model) is not None)
+                                       self.accumulation_steps, max_grad_norm, plain_forward(model) is not None)
         if self._learns:  # a method that never runs is not checked (a DDP model trained with nothing learned)
             self._fits()
         if self.augment.needs_rewards:
@@ -453,7 +454,7 @@ class MetaLearner:
         step (nothing learned, the steps between every-k updates, the delayed methods' real steps)
         runs the compiled one. The step's other forwards (look-ahead, replay, validation) always run
         the plain module through :func:`torch.func.functional_call`. The plain forward keeps a
-        DistributedDataParallel wrapper (:func:`_plain_forward`), which all-reduces the real step's
+        DistributedDataParallel wrapper (:func:`~autodata.bilevel.wrappers.plain_forward`), which all-reduces the real step's
         gradients.
 
         A delayed method's recorded forward (``replayable``) is replayed later with its random draws
@@ -464,7 +465,7 @@ class MetaLearner:
         """
         if not is_compiled(self.model):
             return self.model
-        plain = _plain_forward(self.model)  # per call: the model may have been compiled in place after construction
+        plain = plain_forward(self.model)  # per call: the model may have been compiled in place after construction
         if plain is None:
             return self.model
         differentiated = self._learns and replayable and not self.method.delayed
@@ -699,35 +700,6 @@ class MetaLearner:
         if self.guard is not None and state.get("guard") is not None:
             self.guard.load_state_dict(state["guard"])
         self._draws = state.get("draws")
-
-
-def _find_ddp(model: nn.Module) -> nn.parallel.DistributedDataParallel | None:
-    """The DistributedDataParallel wrapper of ``model``, under ``torch.compile`` wrappers too, or ``None``."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            return model
-        inner = getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return None
-        model = inner
-
-
-def _plain_forward(model: nn.Module) -> Callable[..., Any] | None:
-    """``model``'s forward without its compiled graphs, DDP kept (it all-reduces the gradients); ``None`` if none.
-
-    ``torch.compile(m)`` wraps ``m`` (``_orig_mod``); ``m.compile()`` routes ``m(...)`` through the compiled
-    graph (``_compiled_call_impl``), whose plain call, hooks included, is ``m._call_impl``. DDP over a
-    compiled module calls the compiled graph inside its own forward: there is no plain forward through
-    DDP (``None``).
-    """
-    inner = getattr(model, "_orig_mod", None)
-    if isinstance(inner, nn.Module):
-        return _plain_forward(inner)
-    if isinstance(model, nn.parallel.DistributedDataParallel) and is_compiled(model.module):
-        return None
-    if getattr(model, "_compiled_call_impl", None) is not None:
-        return model._call_impl
-    return model
 
 
 def _check_rewards_fit(method: HypergradientMethod, accumulation_steps: int) -> None:

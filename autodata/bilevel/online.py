@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from autodata.bilevel.hypergrad import FiniteDifference, ForwardMode, HypergradientMethod, MetaProblem, register
+from autodata.bilevel.hypergrad import FiniteDifference, ForwardMode, HypergradientMethod, register
 from autodata.bilevel.jvp_rules import ConvOutputs
-from autodata.bilevel.replay import RecordedForward, is_compiled
+from autodata.bilevel.replay import RecordedForward
+from autodata.bilevel.wrappers import is_compiled
 
 if TYPE_CHECKING:
     from autodata.bilevel.engine import MetaLearner

@@ -10,7 +10,7 @@ A replay of the training batch restores, inside the fork, the random state recor
 real forward, so it sees that forward's dropout masks.
 
 Replays run on the plain module under a ``torch.compile`` or ``DistributedDataParallel`` wrapper
-(:func:`unwrap`): the compiled graph serves the real forward, and a replay never triggers DDP's
+(:func:`~autodata.bilevel.wrappers.unwrap`): the compiled graph serves the real forward, and a replay never triggers DDP's
 gradient synchronisation. :meth:`Replay.train_jvp` is the forward-mode pass of the ``jvp``
 method (:mod:`torch.autograd.forward_ad`); :meth:`Replay.loss_change` gives the finite
 differences of the per-sample losses (``fd``; one-sided, it reuses the real forward's losses).
@@ -29,8 +29,9 @@ from torch.func import functional_call
 
 from autodata.augment import BaseAugment
 from autodata.bilevel.jvp_rules import ConvOutputs
+from autodata.bilevel.wrappers import uncompiled, unwrap
 
-__all__ = ["Inputs", "RandomState", "RecordedForward", "Replay", "as_model_inputs", "forked_rng", "is_compiled", "unwrap"]
+__all__ = ["Inputs", "RandomState", "RecordedForward", "Replay", "as_model_inputs", "forked_rng"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Inputs = Callable[[Any], tuple[tuple[Any, ...], dict[str, Any]]]
@@ -40,48 +41,6 @@ Inputs = Callable[[Any], tuple[tuple[Any, ...], dict[str, Any]]]
 def as_model_inputs(x: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The default adapter: the batch's inputs are the model's one positional argument."""
     return (x,), {}
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under ``torch.compile`` (``OptimizedModule``) and DDP/DataParallel wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod") and isinstance(getattr(model, "_orig_mod"), nn.Module):
-            model = model._orig_mod
-        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        else:
-            return model
-
-
-def is_compiled(model: nn.Module) -> bool:
-    """Whether the real forward runs through ``torch.compile`` (a wrapper or ``module.compile()``)."""
-    while True:
-        if hasattr(model, "_orig_mod") or getattr(model, "_compiled_call_impl", None) is not None:
-            return True
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        else:
-            return False
-
-
-@contextlib.contextmanager
-def uncompiled(module: nn.Module) -> Iterator[nn.Module]:
-    """Within the block, ``module(...)`` runs its plain call, also when it was compiled in place.
-
-    ``module.compile()`` routes ``module(...)`` through the compiled graph (``_compiled_call_impl``),
-    and :func:`unwrap` cannot strip that: the module is its own plain module. A virtual forward must
-    run the plain call: an inductor graph draws its own dropout masks (a replay would not see the
-    recorded ones), and a forward differentiated twice must not run an AOTAutograd graph.
-    """
-    compiled = getattr(module, "_compiled_call_impl", None)
-    if compiled is None:
-        yield module
-        return
-    module._compiled_call_impl = None
-    try:
-        yield module
-    finally:
-        module._compiled_call_impl = compiled
 
 
 def forked_rng(device: torch.device) -> contextlib.AbstractContextManager:

@@ -154,7 +154,7 @@ def test_a_model_with_dropout_compiled_in_place_replays_its_virtual_forwards_unc
     the run drifted from the eager one (2e-3 in the meta-parameters after 4 steps); they run the plain call.
     Compiled after the learner was built (``after``), the recorded forwards ran the graph (the learner
     had decided at construction that the model was plain): replayed losses 0.12 off on the mean."""
-    from autodata.bilevel.replay import uncompiled
+    from autodata.bilevel.wrappers import uncompiled
 
     def compile_in_place(model):
         model.compile()
