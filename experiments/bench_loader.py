@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         times = [_epoch_seconds(make(), device) for _ in range(args.repeats)]
         rows.append((name, min(times), sorted(times)[len(times) // 2]))
 
-    print(f"\n| pipeline | best epoch (s) | median epoch (s) | images/s (best) |")
+    print("\n| pipeline | best epoch (s) | median epoch (s) | images/s (best) |")
     print("| --- | ---: | ---: | ---: |")
     for name, best, median in rows:
         print(f"| {name} | {best:.3f} | {median:.3f} | {args.n / best:,.0f} |")

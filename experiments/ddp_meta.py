@@ -18,7 +18,6 @@ import sys
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from autodata import MetaLearner, MetaWeightNet

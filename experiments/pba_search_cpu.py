@@ -130,8 +130,8 @@ def stage_search(args: argparse.Namespace) -> None:
     result = search_schedule(config, args.out, workdir=args.workdir, log=log)
     seconds = time.perf_counter() - start
     images = config.population * len(result.history) * (args.n_train - 10 * args.val_per_class)
-    print(f"| search | population | epochs | images trained | wall | img/s | best val | segments |")
-    print(f"|---|---|---|---|---|---|---|---|")
+    print("| search | population | epochs | images trained | wall | img/s | best val | segments |")
+    print("|---|---|---|---|---|---|---|---|")
     print(f"| {args.dataset} {args.n_train} {args.model} | {config.population} | {args.epochs} | {images} | {seconds / 60:.1f} min | "
           f"{images / seconds:.0f} | {result.val_accuracy[result.best]:.1f}% | {len(result.schedule.segments)} |")
     print(f"schedule -> {args.out}")

@@ -13,7 +13,6 @@ Usage (the figures in BENCHMARKS.md):
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import time
 

@@ -324,7 +324,7 @@ class DifferentiablePolicy(BaseAugment):
     def forward(self, x: Tensor, params: DifferentiableParams | None = None) -> Tensor:
         """Augment ``x``, drawing fresh noise unless ``params`` are given."""
         check_images(x)
-        b, (k, j) = x.shape[0], self.probability_logits.shape
+        b, j = x.shape[0], self.probability_logits.shape[1]
         params = self._check_params(self.sample(b, device=x.device) if params is None else params, b, x.device)
         sign = torch.where(self._sign_logit_table().detach() + params.sign > 0, 1.0, -1.0)  # (B, K, J)
         mags = self.magnitudes().to(x.dtype)  # (K, J)

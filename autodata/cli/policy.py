@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import textwrap
-from pathlib import Path
 from typing import Any
 
 from autodata.cli._common import say

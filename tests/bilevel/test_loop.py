@@ -5,7 +5,6 @@ test_engine.py (test_virtual_step_reproduces_real_optimizer).
 """
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
