@@ -97,6 +97,8 @@ class StepInfo:
         weights: the per-sample weights used for the real step, detached, shape ``(B,)``.
         fallback: the divergence guard replaced the learned weights by uniform ones
             (:mod:`~autodata.bilevel.guard`).
+        stalled: the reweighter says it has stopped learning
+            (:meth:`~autodata.reweight.BaseReweighter.stalled`; warned once when it starts).
     """
 
     step: int
@@ -105,6 +107,7 @@ class StepInfo:
     meta_loss: float
     weights: Tensor
     fallback: bool = False
+    stalled: bool = False
 
 
 class _MetaStream:
@@ -507,7 +510,13 @@ class MetaLearner:
                 )
             if self.guard.active:
                 weights, fallback = torch.ones_like(weights), True
-        self.last = StepInfo(forward.index, updated, float(losses.detach().mean()), meta_loss, weights.detach(), fallback)
+        stalled = self.last.stalled if self.last is not None else False
+        if updated:
+            reason = self.reweighter.stalled()
+            if reason is not None and not stalled:
+                warnings.warn(f"step {forward.index}: {reason}", RuntimeWarning, stacklevel=4)
+            stalled = reason is not None
+        self.last = StepInfo(forward.index, updated, float(losses.detach().mean()), meta_loss, weights.detach(), fallback, stalled)
         return (weights.detach() * losses).mean()
 
     def _augment_params(self) -> list[Tensor]:

@@ -23,7 +23,9 @@ class BaseReweighter(nn.Module, abc.ABC):
       meta-parameters);
     * :meth:`real_weights`: the weights of the real step, given the hypergradients of those
       meta-parameters (default: ``forward`` again, after the meta-optimizer's update);
-    * :meth:`meta_param_groups`: the meta-optimizer's settings for the module's parameters.
+    * :meth:`meta_param_groups`: the meta-optimizer's settings for the module's parameters;
+    * :meth:`stalled`: why it has stopped learning, if it has (the learner warns and reports it
+      in :class:`~autodata.bilevel.StepInfo`).
 
     Attributes:
         per_batch: ``True`` when the meta-parameters of a step exist in that step only (L2RW):
@@ -71,6 +73,11 @@ class BaseReweighter(nn.Module, abc.ABC):
     def step_weights(self, losses: Tensor, targets: Tensor) -> tuple[Tensor, list[Tensor]]:
         """The weights of a meta step, shape ``(B,)``, and the meta-parameters they depend on."""
         return self(losses, targets), [p for p in self.parameters() if p.requires_grad]
+
+    def stalled(self) -> str | None:
+        """Why the reweighter has stopped learning (its weights no longer follow its meta-parameters),
+        or ``None`` (the default: it never says so). Read after each meta step."""
+        return None
 
     def real_weights(self, losses: Tensor, targets: Tensor, hypergradients: Sequence[Tensor] | None) -> Tensor:
         """The weights of the real step, shape ``(B,)``.

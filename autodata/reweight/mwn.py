@@ -14,8 +14,29 @@ of 0.5 removed them in the seed traced (its final accuracy was lower: 75.0% vs 7
 accuracy where Meta-Weight-Net helps most (exact: 89.6% without, 87.2% at 0.25, 81.6% at 0.5;
 cross-entropy 59.4%), and no collapse of plain normalisation was seen over 3 seeds x 6 noise
 cells. The default is therefore the released code's plain mean-1 normalisation (``floor=0``).
+
+Centring (``center``, issue #9): with mean-1 normalisation only the ratios of the sigmoid's
+outputs matter, and a shift of all its inputs ``z_i`` does one thing: upwards, it pushes every
+output towards 1, where the weights become uniform and their gradient (through ``sigmoid'``)
+vanishes, a state the net cannot leave. On pair-flip 40% Fashion-MNIST (small CNN, ``exact``,
+the every-k section of BENCHMARKS.md) this happened on 3 seeds of 13: nets that started with a
+steep increasing ``w(l)``, pushed up further by the first meta steps (while the model is at
+chance every label helps), had ``sigmoid(z) > 0.99`` over the batch's losses within one epoch,
+and trained at near-uniform weights (s.d. 0.04) to cross-entropy's accuracy; the same net
+applied one step late every 3rd step, moving 3 times less, turned to a decreasing ``w(l)``.
+The normalised net therefore feeds ``z_i - mean_j z_j`` (this batch) to the sigmoid: the shift
+is gone (the output layer's bias, which only shifts, is frozen), uniform weights are reached
+only through a flat curve, where the sigmoid's slope is largest, and the batch mean always
+sits at the sigmoid's centre. ``center=False`` is the released code's net.
+
+Whether the net still learns is watched (:meth:`MetaWeightNet.stalled`): with every output near
+1 (the mean of ``1 - sigmoid(z_i)``, the sensitivity of the log-weights to ``z``, below
+``stall_threshold`` for ``stall_patience`` meta steps in a row) it has stopped learning, and the
+learner says so (a ``RuntimeWarning`` and ``StepInfo.stalled``).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -38,8 +59,16 @@ class MetaWeightNet(BaseReweighter):
             ``1 / floor`` and a batch whose weights average below ``floor`` takes a
             proportionally smaller step (0, the default: plain mean-1 normalisation; see the
             module docstring for what a floor costs). Only with ``normalize=True``.
+        center: feed ``z_i - mean(z)`` (over the batch) to the sigmoid, where ``z`` is the MLP's
+            output; the output layer's bias then cancels and is frozen (module docstring).
+            ``None`` (default): centred when normalising without a floor; ``center=False`` is
+            the released code's net. Only with ``normalize=True`` and ``floor=0``.
         meta_lr: learning rate of this net's meta-optimizer.
         meta_weight_decay: its weight decay.
+        stall_threshold: the net counts as saturated in a meta step when the batch's mean of
+            ``1 - sigmoid(z_i)`` is below this (every weight near 1: uniform after normalisation,
+            and no gradient).
+        stall_patience: :meth:`stalled` reports after this many saturated meta steps in a row.
 
     Shape:
         - losses: :math:`(B,)`
@@ -58,8 +87,11 @@ class MetaWeightNet(BaseReweighter):
         *,
         normalize: bool = True,
         floor: float = 0.0,
+        center: bool | None = None,
         meta_lr: float = 1e-3,
         meta_weight_decay: float = 1e-4,
+        stall_threshold: float = 0.02,
+        stall_patience: int = 20,
     ) -> None:
         super().__init__()
         if hidden < 1:
@@ -68,15 +100,59 @@ class MetaWeightNet(BaseReweighter):
             raise ValueError(f"floor must be a number in [0, 1], but got {floor!r}.")
         if floor > 0 and not normalize:
             raise ValueError(f"floor must be 0 with normalize=False (it bounds the normalisation), but got {floor!r}.")
+        if center is None:
+            center = normalize and floor == 0
+        if center and (not normalize or floor > 0):
+            raise ValueError(
+                f"center must be False with normalize=False or a floor (it keeps only relative weights), but got "
+                f"center={center!r} with normalize={normalize!r}, floor={floor!r}."
+            )
+        if isinstance(stall_threshold, bool) or not isinstance(stall_threshold, (int, float)) or not 0.0 <= stall_threshold < 1.0:
+            raise ValueError(f"stall_threshold must be a number in [0, 1), but got {stall_threshold!r}.")
+        if isinstance(stall_patience, bool) or not isinstance(stall_patience, int) or stall_patience < 1:
+            raise ValueError(f"stall_patience must be a positive integer, but got {stall_patience!r}.")
         self.net = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
+        if center:  # the bias only shifts z, which centring cancels: frozen at 0
+            nn.init.zeros_(self.net[2].bias)
+            self.net[2].bias.requires_grad_(False)
         self.normalize = normalize
         self.floor = float(floor)
+        self.center = bool(center)
+        self.stall_threshold = float(stall_threshold)
+        self.stall_patience = stall_patience
+        self.sensitivity = math.nan  # mean of 1 - sigmoid(z_i) in the last meta step
+        self.saturated_steps = 0  # meta steps in a row with sensitivity below stall_threshold
         self.meta_lr = meta_lr
         self.meta_weight_decay = meta_weight_decay
 
     def forward(self, losses: Tensor, targets: Tensor) -> Tensor:
         dtype = self.net[0].weight.dtype
-        w = torch.sigmoid(self.net(losses.detach().to(dtype).unsqueeze(1))).squeeze(1)  # (B,)
+        z = self.net(losses.detach().to(dtype).unsqueeze(1)).squeeze(1)  # (B,)
+        if self.center:
+            z = z - z.mean()
+        w = torch.sigmoid(z)  # (B,)
+        if torch.is_grad_enabled() and z.requires_grad:  # a meta step: is the net still learning?
+            self._watch(float((1 - w.detach()).mean()))
         if self.normalize:
             w = w / w.mean().clamp_min(max(self.floor, 1e-12))
         return w
+
+    def _watch(self, sensitivity: float) -> None:
+        self.sensitivity = sensitivity
+        self.saturated_steps = self.saturated_steps + 1 if sensitivity < self.stall_threshold else 0
+
+    def stalled(self) -> str | None:
+        """Why the net has stopped learning, or ``None``: every output near 1 for ``stall_patience`` meta steps.
+
+        Then the weights are uniform after normalisation and the hypergradient, which flows
+        through ``sigmoid'``, is about zero: training goes on as plain cross-entropy.
+        """
+        if self.saturated_steps < self.stall_patience:
+            return None
+        return (
+            f"the Meta-Weight-Net's sigmoid has been saturated for {self.saturated_steps} meta steps (mean of "
+            f"1 - sigmoid over the batch {self.sensitivity:.2g} < {self.stall_threshold:g}): its weights are uniform "
+            f"and get no gradient, so it has stopped learning (training is plain cross-entropy); "
+            + ("use MetaWeightNet(center=True), the default with normalisation." if not self.center else
+               "lower its meta learning rate.")
+        )
