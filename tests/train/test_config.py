@@ -146,6 +146,7 @@ def test_reweighter_option_defaults_are_the_classes_defaults() -> None:
 
     config = TrainConfig()
     assert config.reweighter_floor == default(MetaWeightNet, "floor")
+    assert MetaWeightNet(floor=config.reweighter_floor).center is config.reweighter_center  # the net's default
     assert config.reweighter_max_step_ratio == default(L2RW, "max_step_ratio")
     assert config.guard is default(MetaLearner, "guard")
     assert config.reweighter_hidden == default(MetaWeightNet, "hidden") and config.reweighter_lr == default(MetaWeightNet, "meta_lr")
@@ -153,7 +154,7 @@ def test_reweighter_option_defaults_are_the_classes_defaults() -> None:
 
 def test_a_config_saved_before_a_field_existed_loads_with_its_default(tmp_path) -> None:
     fields = TrainConfig(reweighter="mwn", meta_per_class=2).to_dict()
-    for name in ("reweighter_floor", "reweighter_max_step_ratio", "guard"):
+    for name in ("reweighter_floor", "reweighter_center", "reweighter_max_step_ratio", "guard"):
         del fields[name]
     (tmp_path / "config.json").write_text(json.dumps(fields))
     assert TrainConfig.load(tmp_path / "config.json") == TrainConfig(reweighter="mwn", meta_per_class=2)

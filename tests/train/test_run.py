@@ -172,7 +172,8 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path) -> None:
 def test_a_checkpoint_saved_before_a_field_existed_resumes_with_its_default(tmp_path) -> None:
     run = build_run(TrainConfig(**{**BASE, "epochs": 1}))
     state = run.state_dict()
-    for name in ("reweighter_floor", "reweighter_max_step_ratio", "guard", "warmup_epochs", "compile"):  # fields added later
+    for name in ("reweighter_floor", "reweighter_center", "reweighter_max_step_ratio", "guard", "warmup_epochs",
+                 "compile"):  # fields added later
         del state["config"][name]
     build_run(TrainConfig(**{**BASE, "epochs": 1})).load_state_dict(state, "old.pt")
     unguarded = build_run(TrainConfig(**{**BASE, "epochs": 1, "guard": False}))
@@ -191,8 +192,12 @@ def test_the_reweighter_and_the_guard_are_built_as_the_config_says() -> None:
         weights = mwn.learner.reweighter(losses, targets)
         raw = torch.sigmoid(mwn.learner.reweighter.net(losses.unsqueeze(1))).squeeze(1)  # (B,)
     torch.testing.assert_close(weights, raw)  # floor 1: the sigmoids' mean is below 1, so no rescaling
+    assert not mwn.learner.reweighter.center  # a floor turns the centring off
     plain = build_run(TrainConfig(**{**BASE, "reweighter": "mwn"}))
     assert plain.learner.reweighter.floor == 0.0 and plain.learner.guard is not None
+    assert plain.learner.reweighter.center
+    released = build_run(TrainConfig(**{**BASE, "reweighter": "mwn", "reweighter_center": False}))
+    assert not released.learner.reweighter.center and released.learner.reweighter.net[2].bias.requires_grad
 
     bounded = build_run(TrainConfig(**{**BASE, "reweighter": "l2rw", "reweighter_max_step_ratio": 2.5}))
     assert isinstance(bounded.learner.reweighter, L2RW) and bounded.learner.reweighter.max_step_ratio == 2.5
