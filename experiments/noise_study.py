@@ -105,8 +105,8 @@ def main() -> None:
     parser.add_argument("--before", action="store_true", help="the reweighters as before the fix")
     parser.add_argument("--floor", type=float, default=TrainConfig().reweighter_floor,
                         help="MWN's normalisation floor, TrainConfig.reweighter_floor (default: %(default)s)")
-    parser.add_argument("--no-center", action="store_true",
-                        help="MWN without centring, as the released code (TrainConfig.reweighter_center=False)")
+    parser.add_argument("--center", default=TrainConfig().reweighter_center, choices=("off", "on", "on_stall"),
+                        help="MWN's centring, TrainConfig.reweighter_center (off: the released code's net; default: %(default)s)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -115,7 +115,7 @@ def main() -> None:
         parser.error("--methods must start with ce (the reference of a collapse)")
     base = TrainConfig(dataset=args.dataset, n_train=args.n_train, epochs=args.epochs, batch_size=args.batch_size,
                        meta_per_class=args.meta_per_class, meta_batch_size=50, reweighter_floor=args.floor,
-                       reweighter_center=not args.no_center, guard=False)  # count the reweighters' own collapses
+                       reweighter_center=args.center, guard=False)  # count the reweighters' own collapses
     if args.before:  # the reweighters before issue #9's fix: plain mean-1 normalisation, L2RW's step unbounded
         base = base.replace(reweighter_floor=0.0, reweighter_max_step_ratio=0.0)
     rows: list[dict[str, Any]] = []

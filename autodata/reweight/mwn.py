@@ -43,13 +43,22 @@ learner says so (a ``RuntimeWarning`` and ``StepInfo.stalled``).
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from autodata.reweight._base import BaseReweighter
 
-__all__ = ["MetaWeightNet"]
+__all__ = ["CENTER_MODES", "DEFAULT_CENTER", "MetaWeightNet"]
+
+CENTER_MODES: tuple[str, ...] = ("off", "on", "on_stall")
+"""Meta-Weight-Net's centring modes (the ``center`` argument, ``TrainConfig.reweighter_center``)."""
+
+DEFAULT_CENTER = "on"
+"""The centring of a normalised net without a floor unless ``center`` says otherwise."""
 
 
 class MetaWeightNet(BaseReweighter):
@@ -65,10 +74,13 @@ class MetaWeightNet(BaseReweighter):
             ``1 / floor`` and a batch whose weights average below ``floor`` takes a
             proportionally smaller step (0, the default: plain mean-1 normalisation; see the
             module docstring for what a floor costs). Only with ``normalize=True``.
-        center: feed ``z_i - mean(z)`` (over the batch) to the sigmoid, where ``z`` is the MLP's
-            output; the output layer's bias then cancels and is frozen (module docstring).
-            ``None`` (default): centred when normalising without a floor; ``center=False`` is
-            the released code's net. Only with ``normalize=True`` and ``floor=0``.
+        center: ``"on"`` (or ``True``): feed ``z_i - mean(z)`` (over the batch) to the sigmoid,
+            where ``z`` is the MLP's output; the output layer's bias then cancels and is frozen.
+            ``"off"`` (or ``False``): the released code's net. ``"on_stall"``: the released net
+            until it stalls (:meth:`stalled`), centred from then on, with a ``RuntimeWarning``
+            at the switch (module docstring). ``None`` (default): :data:`DEFAULT_CENTER` when
+            normalising without a floor, else ``"off"``. Centring only with ``normalize=True``
+            and ``floor=0``.
         meta_lr: learning rate of this net's meta-optimizer.
         meta_weight_decay: its weight decay.
         stall_threshold: the net counts as saturated in a meta step when the batch's mean of
@@ -106,11 +118,14 @@ class MetaWeightNet(BaseReweighter):
             raise ValueError(f"floor must be a number in [0, 1], but got {floor!r}.")
         if floor > 0 and not normalize:
             raise ValueError(f"floor must be 0 with normalize=False (it bounds the normalisation), but got {floor!r}.")
-        if center is None:
-            center = normalize and floor == 0
-        if center and (not normalize or floor > 0):
+        mode = {True: "on", False: "off"}.get(center, center) if isinstance(center, bool) else center
+        if mode is None:
+            mode = DEFAULT_CENTER if normalize and floor == 0 else "off"
+        if mode not in CENTER_MODES:
+            raise ValueError(f"center must be one of {list(CENTER_MODES)} (or a bool, or None), but got {center!r}.")
+        if mode != "off" and (not normalize or floor > 0):
             raise ValueError(
-                f"center must be False with normalize=False or a floor (it keeps only relative weights), but got "
+                f"center must be 'off' (False) with normalize=False or a floor (it keeps only relative weights), but got "
                 f"center={center!r} with normalize={normalize!r}, floor={floor!r}."
             )
         if isinstance(stall_threshold, bool) or not isinstance(stall_threshold, (int, float)) or not 0.0 <= stall_threshold < 1.0:
@@ -118,34 +133,77 @@ class MetaWeightNet(BaseReweighter):
         if isinstance(stall_patience, bool) or not isinstance(stall_patience, int) or stall_patience < 1:
             raise ValueError(f"stall_patience must be a positive integer, but got {stall_patience!r}.")
         self.net = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
-        if center:  # the bias only shifts z, which centring cancels: frozen at 0
-            nn.init.zeros_(self.net[2].bias)
-            self.net[2].bias.requires_grad_(False)
+        self.center_mode = mode
         self.normalize = normalize
         self.floor = float(floor)
-        self.center = bool(center)
         self.stall_threshold = float(stall_threshold)
         self.stall_patience = stall_patience
         self.sensitivity = math.nan  # mean of 1 - sigmoid(z_i) in the last meta step
-        self.saturated_steps = 0  # meta steps in a row with sensitivity below stall_threshold
+        # Saved with the net (a resumed run goes on as it would have): whether it centres now, and the meta
+        # steps in a row with sensitivity below stall_threshold.
+        self.register_buffer("centred", torch.tensor(False))
+        self.register_buffer("stall_count", torch.tensor(0))
+        if mode == "on":
+            self._start_centring()
         self.meta_lr = meta_lr
         self.meta_weight_decay = meta_weight_decay
 
+    @property
+    def center(self) -> bool:
+        """Whether the net centres the sigmoid's input now (``"on_stall"``: once it has stalled)."""
+        return bool(self.centred)
+
+    @property
+    def saturated_steps(self) -> int:
+        """Meta steps in a row in which every output was near 1 (see ``stall_threshold``)."""
+        return int(self.stall_count)
+
+    def _start_centring(self) -> None:
+        self.centred.fill_(True)
+        with torch.no_grad():  # the bias only shifts z, which centring cancels: frozen at 0
+            self.net[2].bias.zero_()
+        self.net[2].bias.requires_grad_(False)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        for name in ("centred", "stall_count"):  # a net saved before these buffers existed: the released net's
+            state_dict.setdefault(prefix + name, getattr(self, name).clone().zero_())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if self.center_mode != "on_stall":  # only a switch is state; "on" and "off" are the net's configuration
+            self.centred.fill_(self.center_mode == "on")
+        self.net[2].bias.requires_grad_(not self.center)
+
+    def _z(self, losses: Tensor) -> Tensor:
+        z = self.net(losses.detach().to(self.net[0].weight.dtype).unsqueeze(1)).squeeze(1)  # (B,)
+        return z - z.mean() if self.center else z
+
     def forward(self, losses: Tensor, targets: Tensor) -> Tensor:
-        dtype = self.net[0].weight.dtype
-        z = self.net(losses.detach().to(dtype).unsqueeze(1)).squeeze(1)  # (B,)
-        if self.center:
-            z = z - z.mean()
-        w = torch.sigmoid(z)  # (B,)
-        if torch.is_grad_enabled() and z.requires_grad:  # a meta step: is the net still learning?
-            self._watch(float((1 - w.detach()).mean()))
+        w = torch.sigmoid(self._z(losses))  # (B,)
         if self.normalize:
             w = w / w.mean().clamp_min(max(self.floor, 1e-12))
         return w
 
-    def _watch(self, sensitivity: float) -> None:
-        self.sensitivity = sensitivity
-        self.saturated_steps = self.saturated_steps + 1 if sensitivity < self.stall_threshold else 0
+    def step_weights(self, losses: Tensor, targets: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The meta step's weights (as :meth:`forward`) and parameters, after watching for a stall on this batch
+        (``"on_stall"`` switches before the step's weights are taken)."""
+        with torch.no_grad():
+            self._watch((1 - torch.sigmoid(self._z(losses))).mean())
+        return super().step_weights(losses, targets)
+
+    def _watch(self, sensitivity: Tensor) -> None:
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            sensitivity = sensitivity.clone()  # every rank decides on the same figure: its components stay equal
+            dist.all_reduce(sensitivity, op=dist.ReduceOp.AVG)
+        self.sensitivity = float(sensitivity)
+        self.stall_count.fill_(self.saturated_steps + 1 if self.sensitivity < self.stall_threshold else 0)
+        if self.center_mode == "on_stall" and not self.center and self.saturated_steps >= self.stall_patience:
+            warnings.warn(
+                f"the Meta-Weight-Net's sigmoid has been saturated for {self.saturated_steps} meta steps (mean of "
+                f"1 - sigmoid over the batch {self.sensitivity:.2g} < {self.stall_threshold:g}; its weights were "
+                f"uniform and got no gradient): from now on it centres the sigmoid's input on the batch mean "
+                f"(center='on_stall').", RuntimeWarning, stacklevel=2,
+            )
+            self._start_centring()
+            self.stall_count.zero_()
 
     def stalled(self) -> str | None:
         """Why the net has stopped learning, or ``None``: every output near 1 for ``stall_patience`` meta steps.
@@ -159,6 +217,6 @@ class MetaWeightNet(BaseReweighter):
             f"the Meta-Weight-Net's sigmoid has been saturated for {self.saturated_steps} meta steps (mean of "
             f"1 - sigmoid over the batch {self.sensitivity:.2g} < {self.stall_threshold:g}): its weights are uniform "
             f"and get no gradient, so it has stopped learning (training is plain cross-entropy); "
-            + ("use MetaWeightNet(center=True), the default with normalisation." if not self.center else
-               "lower its meta learning rate.")
+            + ("MetaWeightNet(center='on_stall') centres it once this happens (TrainConfig.reweighter_center)."
+               if not self.center else "lower its meta learning rate.")
         )

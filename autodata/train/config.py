@@ -167,10 +167,10 @@ class TrainConfig(JsonConfig):
     reweighter_floor: float = _f(
         0.0, "Meta-Weight-Net's normalisation floor: weights are divided by max(mean, floor), none above 1/floor "
              "(0: plain mean-1 normalisation)", _unit)
-    reweighter_center: bool = _f(
-        True, "Meta-Weight-Net feeds its sigmoid the MLP's outputs minus their batch mean, which keeps the net out of "
-              "the saturated, uniform-weight state where it stops learning (off: the released code's net; a "
-              "reweighter_floor above 0 turns it off, since the floor bounds the normalisation the centring relies on)")
+    reweighter_center: str = _f(
+        "on", "Meta-Weight-Net's centring of its sigmoid's input on the batch mean: off (the released code's net), "
+              "on, or on_stall (the released net until its sigmoid saturates into uniform weights with no gradient, "
+              "centred from then on); with a reweighter_floor above 0 it is off", choices=("off", "on", "on_stall"))
     reweighter_max_step_ratio: float = _f(
         1.0, "L2RW's bound on the real step, in multiples of plain training's step on the last layer (0: unbounded)",
         _non_negative)

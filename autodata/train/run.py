@@ -142,7 +142,7 @@ def _build_reweighter(config: TrainConfig) -> nn.Module | None:
     cls = REWEIGHTERS[config.reweighter]
     options = {
         "mwn": dict(hidden=config.reweighter_hidden, meta_lr=config.reweighter_lr, floor=config.reweighter_floor,
-                    center=config.reweighter_center and config.reweighter_floor == 0),
+                    center=config.reweighter_center if config.reweighter_floor == 0 else "off"),
         "l2rw": dict(max_step_ratio=config.reweighter_max_step_ratio or None),  # 0: unbounded
     }.get(config.reweighter, {})  # a reweighter without options of its own builds with none
     with torch.random.fork_rng(devices=[]):  # initialisation from the run's seed, not the caller's state

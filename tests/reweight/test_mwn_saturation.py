@@ -102,7 +102,7 @@ def test_a_stalled_net_is_reported_with_a_warning_and_in_step_info() -> None:
     with torch.no_grad():
         mwn.net[2].bias.fill_(12.0)  # every output ~1 - 6e-6
     learner, _, optimizer = _tiny_learner(mwn)
-    with pytest.warns(RuntimeWarning, match="saturated for 5 meta steps.*stopped learning.*center=True"):
+    with pytest.warns(RuntimeWarning, match="saturated for 5 meta steps.*stopped learning.*center='on_stall'"):
         _train(learner, optimizer, 8)
     assert learner.last.stalled and mwn.saturated_steps == 8
     assert mwn.sensitivity < 1e-4
@@ -116,8 +116,8 @@ def test_a_learning_net_is_not_reported(recwarn: pytest.WarningsRecorder) -> Non
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(center=True, normalize=False), "center must be False"),
-    (dict(center=True, floor=0.5), "center must be False"),
+    (dict(center=True, normalize=False), "center must be 'off'"),
+    (dict(center="on_stall", floor=0.5), "center must be 'off'"),
     (dict(stall_threshold=1.0), "stall_threshold must be"),
     (dict(stall_patience=0), "stall_patience must be"),
 ])
@@ -130,3 +130,51 @@ def test_centring_is_the_default_only_where_it_applies() -> None:
     assert MetaWeightNet().center
     assert not MetaWeightNet(normalize=False).center and not MetaWeightNet(floor=0.5).center
     assert MetaWeightNet(normalize=False).net[2].bias.requires_grad
+
+
+def test_on_stall_is_the_released_net_until_it_stalls_then_it_centres_and_learns() -> None:
+    """``center="on_stall"``: step for step the released net while it learns; once saturated for ``stall_patience``
+    meta steps it warns, centres from then on (the bias frozen) and its weights spread again."""
+    def net(center: str) -> MetaWeightNet:
+        mwn = MetaWeightNet(hidden=8, center=center, stall_patience=5)
+        torch.manual_seed(0)
+        mwn.net.apply(lambda m: m.reset_parameters() if isinstance(m, nn.Linear) else None)
+        with torch.no_grad():
+            mwn.net[2].bias.fill_(12.0)  # every output ~1: saturated from the first meta step
+        return mwn
+
+    released, on_stall = net("off"), net("on_stall")
+    (learner_r, _, opt_r), (learner_s, _, opt_s) = _tiny_learner(released), _tiny_learner(on_stall)
+    _train(learner_r, opt_r, 4)
+    _train(learner_s, opt_s, 4)
+    assert not on_stall.center and on_stall.saturated_steps == 4
+    for a, b in zip(released.parameters(), on_stall.parameters()):
+        assert torch.equal(a, b)  # the released net, bit for bit
+    with pytest.warns(RuntimeWarning, match="saturated for 5 meta steps.*centres the sigmoid's input"):
+        _train(learner_s, opt_s, 1)
+    assert on_stall.center and not on_stall.net[2].bias.requires_grad and on_stall.saturated_steps == 0
+    assert not learner_s.last.stalled  # it learns again: nothing to report
+    with torch.no_grad():
+        assert float(on_stall(LOSSES, TARGETS).std()) > 10 * float(released(LOSSES, TARGETS).std())
+
+
+def test_the_switch_is_saved_with_the_net_and_old_states_load_as_the_released_net() -> None:
+    switched = MetaWeightNet(hidden=8, center="on_stall")
+    switched._start_centring()
+    switched.stall_count.fill_(0)
+    state = switched.state_dict()
+    resumed = MetaWeightNet(hidden=8, center="on_stall")
+    resumed.load_state_dict(state)
+    assert resumed.center and not resumed.net[2].bias.requires_grad
+    old = {k: v for k, v in MetaWeightNet(hidden=8, center="off").state_dict().items() if k not in ("centred", "stall_count")}
+    fresh = MetaWeightNet(hidden=8, center="on_stall")
+    fresh.load_state_dict(old)  # saved before the buffers existed
+    assert not fresh.center and fresh.saturated_steps == 0 and fresh.net[2].bias.requires_grad
+    fixed_on = MetaWeightNet(hidden=8, center="on")
+    fixed_on.load_state_dict(MetaWeightNet(hidden=8, center="off").state_dict())
+    assert fixed_on.center  # "on" and "off" are configuration, not state
+
+
+def test_center_modes_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"center must be one of \['off', 'on', 'on_stall'\] \(or a bool, or None\), but got 'yes'"):
+        MetaWeightNet(center="yes")

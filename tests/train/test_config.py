@@ -140,13 +140,16 @@ def test_reweighter_option_defaults_are_the_classes_defaults() -> None:
 
     from autodata.bilevel import MetaLearner
     from autodata.reweight import L2RW, MetaWeightNet
+    from autodata.reweight.mwn import CENTER_MODES
 
     def default(fn, name):
         return inspect.signature(fn).parameters[name].default
 
     config = TrainConfig()
     assert config.reweighter_floor == default(MetaWeightNet, "floor")
-    assert MetaWeightNet(floor=config.reweighter_floor).center is config.reweighter_center  # the net's default
+    assert MetaWeightNet(floor=config.reweighter_floor).center_mode == config.reweighter_center  # the net's default
+    choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig)}["reweighter_center"]
+    assert tuple(choices) == CENTER_MODES
     assert config.reweighter_max_step_ratio == default(L2RW, "max_step_ratio")
     assert config.guard is default(MetaLearner, "guard")
     assert config.reweighter_hidden == default(MetaWeightNet, "hidden") and config.reweighter_lr == default(MetaWeightNet, "meta_lr")

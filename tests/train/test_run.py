@@ -196,8 +196,9 @@ def test_the_reweighter_and_the_guard_are_built_as_the_config_says() -> None:
     plain = build_run(TrainConfig(**{**BASE, "reweighter": "mwn"}))
     assert plain.learner.reweighter.floor == 0.0 and plain.learner.guard is not None
     assert plain.learner.reweighter.center
-    released = build_run(TrainConfig(**{**BASE, "reweighter": "mwn", "reweighter_center": False}))
-    assert not released.learner.reweighter.center and released.learner.reweighter.net[2].bias.requires_grad
+    for mode in ("off", "on", "on_stall"):
+        mwn = build_run(TrainConfig(**{**BASE, "reweighter": "mwn", "reweighter_center": mode})).learner.reweighter
+        assert mwn.center_mode == mode and mwn.center == (mode == "on") and mwn.net[2].bias.requires_grad == (mode != "on")
 
     bounded = build_run(TrainConfig(**{**BASE, "reweighter": "l2rw", "reweighter_max_step_ratio": 2.5}))
     assert isinstance(bounded.learner.reweighter, L2RW) and bounded.learner.reweighter.max_step_ratio == 2.5
