@@ -85,7 +85,10 @@ class MetaWeightNet(BaseReweighter):
         meta_weight_decay: its weight decay.
         stall_threshold: the net counts as saturated in a meta step when the batch's mean of
             ``1 - sigmoid(z_i)`` is below this (every weight near 1: uniform after normalisation,
-            and no gradient).
+            and no gradient). Traced per meta step (BENCHMARKS.md, "Why `exact` stalled"):
+            the stalled pair-flip runs sat at 0.007-0.03 from epoch 3-4 on (seed 8
+            hovered around 0.02, so 0.02 missed it), every run that learned stayed at 0.19 or
+            above (the demo, digits at 60% symmetric noise, pair-flip seed 22).
         stall_patience: :meth:`stalled` reports after this many saturated meta steps in a row.
 
     Shape:
@@ -108,7 +111,7 @@ class MetaWeightNet(BaseReweighter):
         center: bool | None = None,
         meta_lr: float = 1e-3,
         meta_weight_decay: float = 1e-4,
-        stall_threshold: float = 0.02,
+        stall_threshold: float = 0.05,
         stall_patience: int = 20,
     ) -> None:
         super().__init__()
