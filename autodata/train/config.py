@@ -168,7 +168,7 @@ class TrainConfig(JsonConfig):
         0.0, "Meta-Weight-Net's normalisation floor: weights are divided by max(mean, floor), none above 1/floor "
              "(0: plain mean-1 normalisation)", _unit)
     reweighter_center: str = _f(
-        "on", "Meta-Weight-Net's centring of its sigmoid's input on the batch mean: off (the released code's net), "
+        "on_stall", "Meta-Weight-Net's centring of its sigmoid's input on the batch mean: off (the released code's net), "
               "on, or on_stall (the released net until its sigmoid saturates into uniform weights with no gradient, "
               "centred from then on); with a reweighter_floor above 0 it is off", choices=("off", "on", "on_stall"))
     reweighter_max_step_ratio: float = _f(

@@ -195,7 +195,7 @@ def test_the_reweighter_and_the_guard_are_built_as_the_config_says() -> None:
     assert not mwn.learner.reweighter.center  # a floor turns the centring off
     plain = build_run(TrainConfig(**{**BASE, "reweighter": "mwn"}))
     assert plain.learner.reweighter.floor == 0.0 and plain.learner.guard is not None
-    assert plain.learner.reweighter.center
+    assert plain.learner.reweighter.center_mode == "on_stall" and not plain.learner.reweighter.center
     for mode in ("off", "on", "on_stall"):
         mwn = build_run(TrainConfig(**{**BASE, "reweighter": "mwn", "reweighter_center": mode})).learner.reweighter
         assert mwn.center_mode == mode and mwn.center == (mode == "on") and mwn.net[2].bias.requires_grad == (mode != "on")
