@@ -263,6 +263,8 @@ class MetaLearner:
         self.method = make_method(method, radius=fd_radius, layers=layers).bind(self)
         self._ddp = find_ddp(model)  # under a torch.compile wrapper too: torch.compile(DDP(model))
         self._distributed = self._ddp is not None
+        if self._distributed:
+            self.reweighter.data_parallel(self._reduce)
         self._fits = functools.partial(_check_method_fits, self.method, self._distributed,
                                        self.accumulation_steps, max_grad_norm, plain_forward(model) is not None)
         if self._learns:  # a method that never runs is not checked (a DDP model trained with nothing learned)

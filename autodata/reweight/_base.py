@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -24,6 +24,7 @@ class BaseReweighter(nn.Module, abc.ABC):
     * :meth:`real_weights`: the weights of the real step, given the hypergradients of those
       meta-parameters (default: ``forward`` again, after the meta-optimizer's update);
     * :meth:`meta_param_groups`: the meta-optimizer's settings for the module's parameters;
+    * :meth:`data_parallel`: the learner's mean over data-parallel ranks, for decisions that read the batch;
     * :meth:`stalled`: why it has stopped learning, if it has (the learner warns and reports it
       in :class:`~autodata.bilevel.StepInfo`).
 
@@ -73,6 +74,14 @@ class BaseReweighter(nn.Module, abc.ABC):
     def step_weights(self, losses: Tensor, targets: Tensor) -> tuple[Tensor, list[Tensor]]:
         """The weights of a meta step, shape ``(B,)``, and the meta-parameters they depend on."""
         return self(losses, targets), [p for p in self.parameters() if p.requires_grad]
+
+    def data_parallel(self, reduce: Callable[[list[Tensor]], list[Tensor]]) -> None:
+        """Called once by a learner whose model is DistributedDataParallel, with its mean over the ranks.
+
+        A reweighter whose state changes with what its own batch shows (Meta-Weight-Net's stall
+        watch) uses ``reduce`` to decide alike on every rank, so that the ranks' reweighters stay
+        equal; every rank calls it at the same point of each meta step. The default ignores it.
+        """
 
     def stalled(self) -> str | None:
         """Why the reweighter has stopped learning (its weights no longer follow its meta-parameters),

@@ -52,10 +52,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from autodata.reweight._base import BaseReweighter
@@ -150,6 +150,7 @@ class MetaWeightNet(BaseReweighter):
         self.stall_threshold = float(stall_threshold)
         self.stall_patience = stall_patience
         self.sensitivity = math.nan  # mean of 1 - sigmoid(z_i) in the last meta step
+        self._reduce: Callable[[list[Tensor]], list[Tensor]] | None = None  # a data-parallel learner's mean over ranks
         # Saved with the net (a resumed run goes on as it would have): whether it centres now, and the meta
         # steps in a row with sensitivity below stall_threshold.
         self.register_buffer("centred", torch.tensor(False))
@@ -200,10 +201,13 @@ class MetaWeightNet(BaseReweighter):
             self._watch((1 - torch.sigmoid(self._z(losses))).mean())
         return super().step_weights(losses, targets)
 
+    def data_parallel(self, reduce: Callable[[list[Tensor]], list[Tensor]]) -> None:
+        """The stall watch decides on the mean over the ranks, so that every rank switches at the same step."""
+        self._reduce = reduce
+
     def _watch(self, sensitivity: Tensor) -> None:
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            sensitivity = sensitivity.clone()  # every rank decides on the same figure: its components stay equal
-            dist.all_reduce(sensitivity, op=dist.ReduceOp.AVG)
+        if self._reduce is not None:  # data-parallel: every rank decides on the same figure, its nets stay equal
+            sensitivity = self._reduce([sensitivity])[0]
         self.sensitivity = float(sensitivity)
         self.stall_count.fill_(self.saturated_steps + 1 if self.sensitivity < self.stall_threshold else 0)
         if self.center_mode == "on_stall" and not self.center and self.saturated_steps >= self.stall_patience:

@@ -180,3 +180,14 @@ def test_the_switch_is_saved_with_the_net_and_old_states_load_as_the_released_ne
 def test_center_modes_are_checked() -> None:
     with pytest.raises(ValueError, match=r"center must be one of \['off', 'on', 'on_stall'\] \(or a bool, or None\), but got 'yes'"):
         MetaWeightNet(center="yes")
+
+
+def test_a_data_parallel_net_decides_on_the_mean_over_the_ranks() -> None:
+    """Given the learner's mean over the ranks, the stall watch reads it, not its own batch: here the other
+    ranks are saturated (a mean of 0), so this rank switches with them although its own batch is not."""
+    mwn = MetaWeightNet(hidden=8, stall_patience=3)
+    mwn.data_parallel(lambda tensors: [torch.zeros_like(t) for t in tensors])
+    with pytest.warns(RuntimeWarning, match="centres the sigmoid's input"):
+        for _ in range(3):
+            mwn.step_weights(LOSSES, TARGETS)
+    assert mwn.center and mwn.sensitivity == 0.0  # the mean it was given, not its own batch's
