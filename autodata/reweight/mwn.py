@@ -33,14 +33,15 @@ step moves a third as far per training step, was still in the sigmoid's slope (o
 A centred net (``center="on"``) feeds ``z_i - mean_j z_j`` (this batch) to the sigmoid: the shift
 is gone (the output layer's bias, which only shifts, is frozen), uniform weights are reached
 only through a flat curve, where the sigmoid's slope is largest, and the batch mean always
-sits at the sigmoid's centre. It rescued the 3 stalled seeds (+7.9 points on average), but
+sits at the sigmoid's centre. It rescued the 3 stalled seeds (+7.4 points on average), but
 centred from the first step it costs accuracy where Meta-Weight-Net helps most (symmetric noise,
 where the released net can weigh a whole batch of clean, fitted samples alike): on the digits at
 40% symmetric noise (``autodata demo``, seeds 0-5) 88.5% against the released net's 93.8%, every
 seed behind; at 60% symmetric noise and 20 epochs (seeds 0-2) 72.1% against 89.6%. The default,
 ``center="on_stall"``, is therefore the released net until it stalls (step for step the same:
 the demo's seeds 0-2 gave the released net's accuracies to the digit, with no switch) and
-centred from the stall on (BENCHMARKS.md, issue #9: "Why `exact` stalled").
+centred from the stall on: on the 3 stalled seeds it switched in epoch 3 and reached 73.5, 70.6
+and 74.0% (released: 65.7, 63.0, 64.6) (BENCHMARKS.md, issue #9: "Why `exact` stalled").
 
 Whether the net still learns is watched (:meth:`MetaWeightNet.stalled`): with every output near
 1 (the mean of ``1 - sigmoid(z_i)``, the sensitivity of the log-weights to ``z``, below
