@@ -185,28 +185,30 @@ class MetaWeightNet(BaseReweighter):
             self.centred.fill_(self.center_mode == "on")
         self.net[2].bias.requires_grad_(not self.center)
 
-    def _z(self, losses: Tensor) -> Tensor:
+    def _sigmoid(self, losses: Tensor) -> Tensor:
         z = self.net(losses.detach().to(self.net[0].weight.dtype).unsqueeze(1)).squeeze(1)  # (B,)
-        return z - z.mean() if self.center else z
+        return torch.sigmoid(z - z.mean() if self.center else z)
+
+    def _normalized(self, s: Tensor) -> Tensor:
+        return s / s.mean().clamp_min(max(self.floor, 1e-12)) if self.normalize else s
 
     def forward(self, losses: Tensor, targets: Tensor) -> Tensor:
-        w = torch.sigmoid(self._z(losses))  # (B,)
-        if self.normalize:
-            w = w / w.mean().clamp_min(max(self.floor, 1e-12))
-        return w
+        return self._normalized(self._sigmoid(losses))  # (B,)
 
     def step_weights(self, losses: Tensor, targets: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """The meta step's weights (as :meth:`forward`) and parameters, after watching for a stall on this batch
-        (``"on_stall"`` switches before the step's weights are taken)."""
-        with torch.no_grad():
-            self._watch((1 - torch.sigmoid(self._z(losses))).mean())
-        return super().step_weights(losses, targets)
+        """The meta step's weights (as :meth:`forward`) and parameters; the stall watch reads this batch's
+        sigmoid (``"on_stall"`` switches before the step's weights are taken: they are computed again, centred)."""
+        s = self._sigmoid(losses)
+        if self._watch((1 - s.detach()).mean()):
+            s = self._sigmoid(losses)
+        return self._normalized(s), [p for p in self.parameters() if p.requires_grad]
 
     def data_parallel(self, reduce: Callable[[list[Tensor]], list[Tensor]]) -> None:
         """The stall watch decides on the mean over the ranks, so that every rank switches at the same step."""
         self._reduce = reduce
 
-    def _watch(self, sensitivity: Tensor) -> None:
+    def _watch(self, sensitivity: Tensor) -> bool:
+        """Count this meta step towards a stall; ``True`` when ``"on_stall"`` switched to centring at it."""
         if self._reduce is not None:  # data-parallel: every rank decides on the same figure, its nets stay equal
             sensitivity = self._reduce([sensitivity])[0]
         self.sensitivity = float(sensitivity)
@@ -220,6 +222,8 @@ class MetaWeightNet(BaseReweighter):
             )
             self._start_centring()
             self.stall_count.zero_()
+            return True
+        return False
 
     def stalled(self) -> str | None:
         """Why the net has stopped learning, or ``None``: every output near 1 for ``stall_patience`` meta steps.
