@@ -1,0 +1,46 @@
+"""Meta-Weight-Net's stall watch, traced: per meta step, the batch's mean of ``1 - sigmoid(z)``
+(``MetaWeightNet.sensitivity``) of the released net (``reweighter_center="off"``), summarised per epoch.
+
+What set ``MetaWeightNet``'s ``stall_threshold`` (issue #9; BENCHMARKS.md, "Why `exact` stalled"):
+runs that learn stay far above it, stalled ones sit below it.
+
+Usage (the figures in BENCHMARKS.md):
+    OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/mwn_sensitivity.py
+"""
+from __future__ import annotations
+
+import statistics
+
+from autodata.train import TrainConfig, build_run, parse_method
+
+
+def trace(name: str, config: TrainConfig, epochs: int) -> None:
+    run = build_run(config)
+    mwn = run.learner.reweighter
+    for epoch in range(epochs):
+        seen: list[float] = []
+        run.run_epoch(lambda *args, **kwargs: seen.append(mwn.sensitivity))
+        q = sorted(seen)
+        below = " ".join(f"{t} {sum(v < t for v in q)}" for t in (0.02, 0.03, 0.05, 0.1))
+        print(f"{name} epoch {epoch + 1}: n {len(q)} min {q[0]:.4f} p10 {q[len(q) // 10]:.4f} "
+              f"median {statistics.median(q):.4f} max {q[-1]:.4f} below: {below} "
+              f"test {run.history[-1]['test_accuracy']:.2f}", flush=True)
+
+
+def main() -> None:
+    mwn = parse_method("mwn")
+    demo = dict(dataset="digits", model="small_cnn", noise="symmetric", noise_rate=0.4, epochs=30, meta_per_class=10,
+                batch_size=128, meta_batch_size=100, lr=0.05, reweighter_center="off")
+    for seed in (0, 3):
+        trace(f"demo s{seed}", TrainConfig(**demo, seed=seed).replace(**mwn), 30)
+    trace("digits sym60 20ep s0", TrainConfig(dataset="digits", noise="symmetric", noise_rate=0.6, epochs=20,
+                                              meta_per_class=10, batch_size=32, meta_batch_size=50,
+                                              reweighter_center="off", guard=False, seed=0).replace(**mwn), 20)
+    pairflip = dict(dataset="fashion_mnist", noise="pairflip", noise_rate=0.4, n_train=12000, epochs=10,
+                    meta_per_class=100, reweighter_center="off")
+    for seed in (8, 22):
+        trace(f"fmnist pairflip s{seed}", TrainConfig(**pairflip, seed=seed).replace(**mwn), 5)
+
+
+if __name__ == "__main__":
+    main()
