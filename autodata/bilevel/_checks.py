@@ -32,6 +32,12 @@ def check_every(every: Any, what: str = "every") -> int:
     return every
 
 
+def check_flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be True or False, but got {value!r}.")
+    return value
+
+
 def check_on_nonfinite(on_nonfinite: Any) -> str:
     if on_nonfinite not in ("raise", "skip"):
         raise ValueError(f"on_nonfinite must be 'raise' or 'skip', but got {on_nonfinite!r}.")

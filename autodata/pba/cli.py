@@ -25,7 +25,7 @@ EXAMPLES = """examples:
 # TrainConfig fields a search sets itself (augmentation, learned parts, optimizer).
 SKIPPED_TRAIN_FIELDS = (
     "augment", "policy", "policy_ops", "policy_temperature", "policy_lr", "reweighter", "reweighter_hidden",
-    "reweighter_lr", "method", "every", "meta_batch_size", "meta_per_class", "optimizer",
+    "reweighter_lr", "method", "every", "scale_meta_lr", "meta_batch_size", "meta_per_class", "optimizer",
     "reweighter_floor", "reweighter_center", "reweighter_max_step_ratio", "guard", "compile",
 )
 

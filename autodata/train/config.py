@@ -177,6 +177,8 @@ class TrainConfig(JsonConfig):
     # --- the bilevel step
     method: str = _f("exact", "hypergradient method", choices=_methods)
     every: int = _f(1, "update the learned parts every this many steps", _at_least_one)
+    scale_meta_lr: bool = _f(True, "with every > 1, multiply the meta learning rates by every: one meta update "
+                                   "stands for that many steps, so the learned parts move as far per epoch")
     meta_batch_size: int = _f(100, "meta (clean validation) batch size", _at_least_one)
     guard: bool = _f(True, "divergence guard of a learned reweighter: when the validation loss at the look-ahead "
                            "climbs past twice its best, warn and train with uniform weights until it is back")

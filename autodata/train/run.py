@@ -177,7 +177,8 @@ def build_run(config: TrainConfig, data: RunData | None = None) -> Run:
     scheduler = _build_scheduler(config, optimizer)
     learner = MetaLearner(
         _compiled(config, model), optimizer, reweighter=_build_reweighter(config), augment=augment,
-        meta_data=data.meta_loader, method=config.method, every=config.every, guard=config.guard,
+        meta_data=data.meta_loader, method=config.method, every=config.every,
+        scale_meta_lr=config.scale_meta_lr, guard=config.guard,
         seed=derive_seed(config.seed, "augment"),
     )
     return Run(config, data, model, optimizer, scheduler, learner, schedule=source if config.augment == "schedule" else None)

@@ -23,6 +23,18 @@ def test_reweighter_option_and_guard_flags_set_their_fields() -> None:
     assert _config([]) == TrainConfig()  # absent flags leave the defaults
 
 
+def test_scale_meta_lr_flag_reaches_the_learner() -> None:
+    from autodata.train import build_run
+
+    assert _config([]).scale_meta_lr is True
+    for argv, lr in (([], 3e-3), (["--no-scale-meta-lr"], 1e-3)):
+        config = _config(["--dataset", "digits", "--reweighter", "mwn", "--meta-per-class", "2", "--method", "fd",
+                          "--every", "3", "--reweighter-lr", "1e-3", *argv])
+        run = build_run(config)
+        assert [g["lr"] for g in run.learner.meta_optimizer.param_groups] == pytest.approx([lr])
+        run.learner.close()
+
+
 def test_flags_override_a_config_file_and_bad_values_name_the_flag(tmp_path) -> None:
     path = tmp_path / "config.json"
     TrainConfig(reweighter="mwn", meta_per_class=2, reweighter_floor=0.5, guard=False).save(path)

@@ -66,6 +66,7 @@ def test_json_round_trip_is_exact(config: TrainConfig, tmp_path) -> None:
         ({"reweighter_max_step_ratio": -1.0}, "reweighter_max_step_ratio must be a non-negative finite number, but got -1.0."),
         ({"reweighter_max_step_ratio": None}, "reweighter_max_step_ratio must be a number, but got None."),
         ({"guard": "no"}, "guard must be true or false, but got 'no'"),
+        ({"scale_meta_lr": "no"}, "scale_meta_lr must be true or false, but got 'no'"),
     ],
 )
 def test_bad_fields_fail_when_built_with_the_field_named(fields: dict, message: str) -> None:
@@ -152,12 +153,13 @@ def test_reweighter_option_defaults_are_the_classes_defaults() -> None:
     assert tuple(choices) == CENTER_MODES
     assert config.reweighter_max_step_ratio == default(L2RW, "max_step_ratio")
     assert config.guard is default(MetaLearner, "guard")
+    assert config.scale_meta_lr is default(MetaLearner, "scale_meta_lr")
     assert config.reweighter_hidden == default(MetaWeightNet, "hidden") and config.reweighter_lr == default(MetaWeightNet, "meta_lr")
 
 
 def test_a_config_saved_before_a_field_existed_loads_with_its_default(tmp_path) -> None:
     fields = TrainConfig(reweighter="mwn", meta_per_class=2).to_dict()
-    for name in ("reweighter_floor", "reweighter_center", "reweighter_max_step_ratio", "guard"):
+    for name in ("reweighter_floor", "reweighter_center", "reweighter_max_step_ratio", "guard", "scale_meta_lr"):
         del fields[name]
     (tmp_path / "config.json").write_text(json.dumps(fields))
     assert TrainConfig.load(tmp_path / "config.json") == TrainConfig(reweighter="mwn", meta_per_class=2)
