@@ -1,0 +1,94 @@
+"""Paired comparison over seeds of ``noisy_labels.py`` results: mean, standard error, 95% t-interval.
+
+Each arm is ``NAME=METHOD@GLOB[,GLOB...]``: the results named ``METHOD`` in the JSON files the globs
+match (``noisy_labels.py --out``), keyed by the seed in each result's config. Where two files give
+the same arm and seed, the one matched later wins (list re-runs last). Every arm is paired with the
+reference (the first arm) on the seeds both have; ``--margin`` says whether the lower end of the
+95% interval clears ``-margin`` (the issue's "within 1 point")::
+
+    python experiments/paired_seeds.py \\
+        "exact=mwn@runs/pairflip/seed*.json" \\
+        "every 4=mwn-jvp-online4@runs/pairflip/seed*.json" --margin 1
+
+Nothing is trained here; the statistics are Student's t with n - 1 degrees of freedom.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from scipy import stats
+
+
+def parse_arm(text: str) -> tuple[str, str, list[str]]:
+    name, sep, rest = text.partition("=")
+    method, at, globs = rest.partition("@")
+    if not (sep and at and name and method and globs):
+        raise SystemExit(f"an arm must look like NAME=METHOD@GLOB[,GLOB...], but got {text!r}.")
+    return name, method, globs.split(",")
+
+
+def load_arm(method: str, globs: list[str], metric: str) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for pattern in globs:
+        paths = sorted(glob.glob(pattern))
+        if not paths:
+            raise SystemExit(f"no file matches {pattern!r}; give the JSON files that noisy_labels.py --out wrote.")
+        for path in paths:
+            try:
+                results = json.loads(Path(path).read_text())["results"]
+            except (OSError, ValueError, KeyError) as error:
+                raise SystemExit(f"{path}: not a noisy_labels.py result file ({error}).") from None
+            for result in results:
+                if result["name"] == method:
+                    out[int(result["config"]["seed"])] = float(result[metric])
+    return out
+
+
+def paired(diffs: list[float]) -> dict[str, float]:
+    n = len(diffs)
+    mean = statistics.mean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(n)
+    half = stats.t.ppf(0.975, n - 1) * se
+    return {"n": n, "mean": mean, "se": se, "low": mean - half, "high": mean + half,
+            "median": statistics.median(diffs)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("arms", nargs="+", help="NAME=METHOD@GLOB[,GLOB...]; the first arm is the reference")
+    parser.add_argument("--metric", choices=("final", "best"), default="final")
+    parser.add_argument("--margin", type=float, default=1.0, help="points an arm may be behind the reference")
+    args = parser.parse_args(argv)
+    arms = [parse_arm(a) for a in args.arms]
+    if len(arms) < 2:
+        raise SystemExit("give a reference arm and at least one arm to compare with it.")
+    values = {name: load_arm(method, globs, args.metric) for name, method, globs in arms}
+    names = [name for name, _, _ in arms]
+    seeds = sorted(set().union(*values.values()))
+    print("| seed | " + " | ".join(names) + " |")
+    print("|---:|" + "---:|" * len(names))
+    for s in seeds:
+        print(f"| {s} | " + " | ".join(f"{values[n][s]:.2f}" if s in values[n] else "" for n in names) + " |")
+    ref = names[0]
+    print(f"\n| paired difference ({args.metric}) | n | mean ± s.e. | 95% interval | median | within {args.margin:g} |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name in names[1:]:
+        common = [s for s in seeds if s in values[name] and s in values[ref]]
+        if len(common) < 2:
+            print(f"| {name} - {ref} | {len(common)} | | | | too few seeds |")
+            continue
+        r = paired([values[name][s] - values[ref][s] for s in common])
+        verdict = "yes" if r["low"] > -args.margin else ("no" if r["high"] < -args.margin else "not established")
+        print(f"| {name} - {ref} | {r['n']} | {r['mean']:+.2f} ± {r['se']:.2f} | {r['low']:+.2f} to {r['high']:+.2f} "
+              f"| {r['median']:+.2f} | {verdict} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
