@@ -2,7 +2,9 @@
 
 Each arm is ``NAME=METHOD@GLOB[,GLOB...]``: the results named ``METHOD`` in the JSON files the globs
 match (``noisy_labels.py --out``), keyed by the seed in each result's config. Where two files give
-the same arm and seed, the one matched later wins (list re-runs last). Every arm is paired with the
+the same arm and seed, the later one wins: globs in the order given, a glob's files sorted by name
+(list re-runs last). The config fields other than the seed that differ within an arm are printed
+under the tables, so that runs of different settings are never pooled unseen. Every arm is paired with the
 reference (the first arm) on the seeds both have; ``--margin`` says whether the lower end of the
 95% interval clears ``-margin`` (the issue's "within 1 point")::
 
@@ -33,8 +35,10 @@ def parse_arm(text: str) -> tuple[str, str, list[str]]:
     return name, method, globs.split(",")
 
 
-def load_arm(method: str, globs: list[str], metric: str) -> dict[int, float]:
+def load_arm(method: str, globs: list[str], metric: str) -> tuple[dict[int, float], dict[str, list]]:
+    """The arm's value by seed, and the config fields (other than the seed) whose values differ."""
     out: dict[int, float] = {}
+    configs: list[dict] = []
     for pattern in globs:
         paths = sorted(glob.glob(pattern))
         if not paths:
@@ -42,12 +46,25 @@ def load_arm(method: str, globs: list[str], metric: str) -> dict[int, float]:
         for path in paths:
             try:
                 results = json.loads(Path(path).read_text())["results"]
-            except (OSError, ValueError, KeyError) as error:
-                raise SystemExit(f"{path}: not a noisy_labels.py result file ({error}).") from None
-            for result in results:
-                if result["name"] == method:
-                    out[int(result["config"]["seed"])] = float(result[metric])
-    return out
+                found = [(int(r["config"]["seed"]), float(r[metric]), dict(r["config"])) for r in results
+                         if r["name"] == method]
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise SystemExit(f"{path}: not a noisy_labels.py result file ({type(error).__name__}: {error}); "
+                                 f"give the JSON files that noisy_labels.py --out wrote.") from None
+            for seed, value, config in found:
+                out[seed] = value
+                configs.append(config)
+    keys = sorted(set().union(*configs) - {"seed"}) if configs else []
+    differing = {}
+    for key in keys:
+        values = []
+        for config in configs:
+            v = config.get(key, "(absent)")
+            if v not in values:
+                values.append(v)
+        if len(values) > 1:
+            differing[key] = values
+    return out, differing
 
 
 def paired(diffs: list[float]) -> dict[str, float]:
@@ -68,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     arms = [parse_arm(a) for a in args.arms]
     if len(arms) < 2:
         raise SystemExit("give a reference arm and at least one arm to compare with it.")
-    values = {name: load_arm(method, globs, args.metric) for name, method, globs in arms}
     names = [name for name, _, _ in arms]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"arm names must differ, but got {names}.")
+    loaded = {name: load_arm(method, globs, args.metric) for name, method, globs in arms}
+    values = {name: v for name, (v, _) in loaded.items()}
     seeds = sorted(set().union(*values.values()))
     print("| seed | " + " | ".join(names) + " |")
     print("|---:|" + "---:|" * len(names))
@@ -87,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "yes" if r["low"] > -args.margin else ("no" if r["high"] < -args.margin else "not established")
         print(f"| {name} - {ref} | {r['n']} | {r['mean']:+.2f} ± {r['se']:.2f} | {r['low']:+.2f} to {r['high']:+.2f} "
               f"| {r['median']:+.2f} | {verdict} |")
+    for name, (_, differing) in loaded.items():
+        for key, found in differing.items():
+            print(f"note: arm {name!r} pools runs whose config field {key} differs: {found}")
     return 0
 
 

@@ -9,8 +9,8 @@ from experiment_script import load_script
 paired_seeds = load_script("paired_seeds")
 
 
-def _write(path, method: str, finals: dict[int, float]) -> None:
-    results = [{"name": method, "final": v, "best": v, "config": {"seed": s}} for s, v in finals.items()]
+def _write(path, method: str, finals: dict[int, float], **config) -> None:
+    results = [{"name": method, "final": v, "best": v, "config": {"seed": s, **config}} for s, v in finals.items()]
     path.write_text(json.dumps({"methods": [method], "results": results}))
 
 
@@ -49,4 +49,24 @@ def test_bad_arms_say_what_to_give(arm: str, message: str, tmp_path) -> None:
 def test_a_file_that_is_not_a_result_file_is_named(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(SystemExit, match="bad.json: not a noisy_labels.py result file"):
+        paired_seeds.main([f"ref=mwn@{tmp_path}/bad.json", f"x=mwn@{tmp_path}/bad.json"])
+
+
+def test_pooled_settings_are_named_and_too_few_seeds_said(tmp_path, capsys) -> None:
+    _write(tmp_path / "ref.json", "mwn", {0: 70.0, 1: 71.0})
+    _write(tmp_path / "a.json", "k", {0: 70.0}, reweighter_lr=0.003)
+    _write(tmp_path / "b.json", "k", {1: 71.0})
+    paired_seeds.main([f"ref=mwn@{tmp_path}/ref.json", f"k=k@{tmp_path}/a.json", f"one=k@{tmp_path}/a.json"])
+    out = capsys.readouterr().out
+    assert "| one - ref | 1 | | | | too few seeds |" in out
+    paired_seeds.main([f"ref=mwn@{tmp_path}/ref.json", f"k=k@{tmp_path}/a.json,{tmp_path}/b.json"])
+    out = capsys.readouterr().out
+    assert "note: arm 'k' pools runs whose config field reweighter_lr differs: [0.003, '(absent)']" in out
+    with pytest.raises(SystemExit, match="arm names must differ"):
+        paired_seeds.main([f"ref=mwn@{tmp_path}/ref.json", f"ref=k@{tmp_path}/a.json"])
+
+
+def test_a_malformed_entry_is_named(tmp_path) -> None:
+    (tmp_path / "bad.json").write_text(json.dumps({"results": [{"name": "mwn", "final": 1.0}]}))  # no config
+    with pytest.raises(SystemExit, match="bad.json: not a noisy_labels.py result file \\(KeyError"):
         paired_seeds.main([f"ref=mwn@{tmp_path}/bad.json", f"x=mwn@{tmp_path}/bad.json"])

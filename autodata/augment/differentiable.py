@@ -460,12 +460,16 @@ class DifferentiablePolicy(BaseAugment):
         return [found.get(id(p), torch.zeros_like(p)) for p in trainable]
 
     def meta_param_groups(self) -> list[dict[str, Any]]:
-        """The policy's group, and RELAX's control variate in its own (``control_lr``)."""
+        """The policy's group, and RELAX's control variate in its own (``control_lr``).
+
+        The control variate's group says ``"scale_with_every": False``: it is the estimator's, trained
+        once per meta update on that update's own sample, so ``MetaLearner(every=k)`` keeps its rate."""
         policy = [p for p in self.parameters() if p.requires_grad and p is not self.control]
         groups = [{"params": policy, "lr": self.meta_lr, "betas": tuple(self.meta_betas),
                    "weight_decay": self.meta_weight_decay}]
         if self.control is not None and self.control.requires_grad:
-            groups.append({"params": [self.control], "lr": self.control_lr, "betas": (0.9, 0.999), "weight_decay": 0.0})
+            groups.append({"params": [self.control], "lr": self.control_lr, "betas": (0.9, 0.999), "weight_decay": 0.0,
+                           "scale_with_every": False})
         return groups
 
     # ------------------------------------------------------------------ export

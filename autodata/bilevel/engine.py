@@ -174,13 +174,16 @@ class MetaLearner:
             needs one ``optimizer.step()`` after each ``step``, :class:`~autodata.bilevel.Online`)
             or ``"jvp-online"`` (the same hypergradient exactly, forward mode,
             :class:`~autodata.bilevel.OnlineForwardMode`).
-        every: update the data components every ``every`` steps (1: every step).
+        every: update the data components every ``every`` optimizer steps (1: every step).
         scale_meta_lr: with ``every=k``, the default meta-optimizer takes each component's meta
-            learning rate times ``k``: one meta update stands for ``k`` steps, so the components
-            move about as far per epoch as at ``every=1`` (an Adam step is about its learning
-            rate long). Measured on pair-flip Fashion-MNIST (BENCHMARKS.md): ``jvp-online`` every
-            3 and every 4 gained on ``exact`` with it. ``False`` keeps the components' rates; a
-            ``meta_optimizer`` given here is never changed.
+            learning rate times ``k`` (set when the learner is built): one meta update stands for
+            ``k`` steps, and an Adam step is about its learning rate long, so the components drift
+            about as far per epoch as at ``every=1`` (a noisy hypergradient's jitter grows with
+            it). Groups that say ``"scale_with_every": False`` keep their rate (RELAX's control
+            variate). ``False`` keeps every rate; a ``meta_optimizer`` given here is never
+            changed, and :meth:`load_state_dict` restores the saved rates. Measured for
+            Meta-Weight-Net with ``jvp-online`` every 3 and 4 (BENCHMARKS.md, "Every-k with the
+            meta learning rate scaled by k"); not measured for a learned policy.
         meta_optimizer: optimizer over the components' parameters; default Adam over the
             groups of each component's ``meta_param_groups()``.
         loss_fn: per-sample training loss ``(output, target) -> (B,)``; default cross-entropy.
@@ -359,9 +362,10 @@ class MetaLearner:
         if not groups:
             return None
         optimizer = torch.optim.Adam(groups)
-        if self.scale_meta_lr:  # one meta update stands for `every` steps
+        if self.scale_meta_lr:  # one meta update stands for `every` steps (not an estimator's own parts)
             for group in optimizer.param_groups:
-                group["lr"] *= self.every
+                if group.get("scale_with_every", True):
+                    group["lr"] *= self.every
         return optimizer
 
     @property
@@ -706,7 +710,8 @@ class MetaLearner:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved, into a learner built the same way."""
+        """Restore what :meth:`state_dict` saved, into a learner built the same way (the meta-optimizer's
+        saved learning rates included: they win over this learner's ``scale_meta_lr``)."""
         saved = state.get("method", self.method.name)
         if saved != self.method.name:
             raise ValueError(

@@ -176,9 +176,11 @@ class TrainConfig(JsonConfig):
         _non_negative)
     # --- the bilevel step
     method: str = _f("exact", "hypergradient method", choices=_methods)
-    every: int = _f(1, "update the learned parts every this many steps", _at_least_one)
-    scale_meta_lr: bool = _f(True, "with every > 1, multiply the meta learning rates by every: one meta update "
-                                   "stands for that many steps, so the learned parts move as far per epoch")
+    every: int = _f(1, "update the learned parts every this many optimizer steps", _at_least_one)
+    scale_meta_lr: bool = _f(True, "with every > 1, multiply the meta learning rates (reweighter_lr, policy_lr) by "
+                                   "every: one meta update stands for that many optimizer steps, so the learned parts "
+                                   "move about as far per epoch (a config saved before this field read as false "
+                                   "where every > 1)")
     meta_batch_size: int = _f(100, "meta (clean validation) batch size", _at_least_one)
     guard: bool = _f(True, "divergence guard of a learned reweighter: when the validation loss at the look-ahead "
                            "climbs past twice its best, warn and train with uniform weights until it is back")
@@ -191,6 +193,11 @@ class TrainConfig(JsonConfig):
                 "takes it: evaluation, the forwards a meta step differentiates and, for a model with dropout, the "
                 "forwards online/jvp-online replay stay eager", choices=COMPILE_MODES)
     seed: int = _f(0, "seed of every random draw of the run", _seed)
+
+    @classmethod
+    def _meant_when_absent(cls, data: dict[str, Any]) -> dict[str, Any]:
+        # before scale_meta_lr existed every-k kept the meta learning rates (a no-op at every=1)
+        return {"scale_meta_lr": data.get("every", 1) == 1}
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))

@@ -407,8 +407,8 @@ class Run:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"{source} has checkpoint version {state.get('version')!r}; this autodata reads version {STATE_VERSION}.")
         mine = self.config.to_dict()
-        # a field added since the checkpoint was saved had its default then (as when a config.json is loaded)
-        theirs = {**TrainConfig().to_dict(), **state["config"]}
+        # a field added since the checkpoint was saved had the value it meant then (as when a config.json is loaded)
+        theirs = {**state["config"], **TrainConfig.absent_fields(state["config"])}
         differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if differing:
             raise ValueError(

@@ -39,7 +39,7 @@ def best_trial(study: Any) -> Any:
 def trial_config(trial: Any, base: TrainConfig | None = None) -> TrainConfig:
     """The config a trial trained: its recorded ``config`` attribute, else ``base`` with its parameters."""
     if "config" in trial.user_attrs:
-        return TrainConfig.from_dict(trial.user_attrs["config"], source=f"trial {trial.number}'s config")
+        return TrainConfig.from_dict(trial.user_attrs["config"], source=f"trial {trial.number}'s config", saved=True)
     if base is None:
         raise ValueError(f"trial {trial.number} recorded no config (it did not run the autodata objective); pass base.")
     return base.replace(**trial.params)

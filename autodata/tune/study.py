@@ -146,6 +146,8 @@ def create_study(settings: TuneSettings, worker: int = 0) -> Any:
         )
     record = _study_record(settings)
     stored = study.user_attrs.get("autodata")
+    if isinstance(stored, dict) and isinstance(stored.get("base"), dict):  # a field added since had its value then
+        stored = {**stored, "base": {**stored["base"], **type(settings.base).absent_fields(stored["base"])}}
     if stored is None:
         study.set_user_attr("autodata", record)
     elif stored != record:

@@ -165,6 +165,17 @@ def test_a_config_saved_before_a_field_existed_loads_with_its_default(tmp_path) 
     assert TrainConfig.load(tmp_path / "config.json") == TrainConfig(reweighter="mwn", meta_per_class=2)
 
 
+def test_scale_meta_lr_absent_from_a_saved_config_means_what_it_did_then(tmp_path) -> None:
+    """Before the field existed every-k kept the meta learning rates; at every=1 scaling is a no-op."""
+    for every, meant in ((3, False), (1, True)):
+        fields = TrainConfig(reweighter="mwn", meta_per_class=2, every=every).to_dict()
+        del fields["scale_meta_lr"]
+        assert TrainConfig.absent_fields(fields) == {"scale_meta_lr": meant}
+        (tmp_path / "config.json").write_text(json.dumps(fields))
+        assert TrainConfig.load(tmp_path / "config.json").scale_meta_lr is meant
+    assert TrainConfig.absent_fields(TrainConfig().to_dict()) == {}
+
+
 def test_replace_validates_again() -> None:
     assert TrainConfig().replace(lr=0.2).lr == 0.2
     with pytest.raises(ValueError, match="lr must be"):

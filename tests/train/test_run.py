@@ -181,6 +181,18 @@ def test_a_checkpoint_saved_before_a_field_existed_resumes_with_its_default(tmp_
         unguarded.load_state_dict(state, "old.pt")
 
 
+def test_an_every_k_checkpoint_saved_before_scale_meta_lr_resumes_unscaled(tmp_path) -> None:
+    every3 = {**BASE, "epochs": 1, "reweighter": "mwn", "method": "fd", "every": 3}
+    run = build_run(TrainConfig(**every3, scale_meta_lr=False))
+    state = run.state_dict()
+    del state["config"]["scale_meta_lr"]  # saved before the field existed: every-k kept the rates then
+    resumed = build_run(TrainConfig(**every3, scale_meta_lr=False))
+    resumed.load_state_dict(state, "old.pt")
+    assert [g["lr"] for g in resumed.learner.meta_optimizer.param_groups] == [1e-3]
+    with pytest.raises(ValueError, match=r"another config \(fields \['scale_meta_lr'\] differ\)"):
+        build_run(TrainConfig(**every3)).load_state_dict(state, "old.pt")
+
+
 def test_the_reweighter_and_the_guard_are_built_as_the_config_says() -> None:
     from autodata.reweight import L2RW, MetaWeightNet
 

@@ -141,6 +141,17 @@ def test_a_study_resumed_with_another_space_or_direction_is_refused(tmp_path):
         create_study(settings.replace(second="seconds"))
 
 
+def test_a_study_started_before_a_config_field_existed_resumes(tmp_path):
+    settings = TuneSettings(tiny_config(), LR_SPACE, out=str(tmp_path), n_trials=1, pruner="none")
+    study = tune(settings)
+    record = study.user_attrs["autodata"]
+    del record["base"]["scale_meta_lr"]  # as a study stored before the field existed
+    study.set_user_attr("autodata", record)
+    assert len(tune(settings.replace(n_trials=2)).trials) == 2
+    with pytest.raises(ValueError, match="must be resumed with the base it was started with"):
+        create_study(settings.replace(base=tiny_config(lr=0.2)))
+
+
 @pytest.mark.slow
 def test_two_workers_share_the_embedded_journal(tmp_path):
     settings = TuneSettings(tiny_config(), LR_SPACE, out=str(tmp_path), n_trials=4, workers=2, pruner="none")
