@@ -46,7 +46,7 @@ def load_arm(method: str, globs: list[str], metric: str) -> tuple[dict[int, floa
         for path in paths:
             try:
                 results = json.loads(Path(path).read_text())["results"]
-                found = [(int(r["config"]["seed"]), float(r[metric]), dict(r["config"])) for r in results
+                found = [(int(r["config"]["seed"]), _value(r, metric), dict(r["config"])) for r in results
                          if r["name"] == method]
             except (OSError, ValueError, KeyError, TypeError) as error:
                 raise SystemExit(f"{path}: not a noisy_labels.py result file ({type(error).__name__}: {error}); "
@@ -67,6 +67,16 @@ def load_arm(method: str, globs: list[str], metric: str) -> tuple[dict[int, floa
     return out, differing
 
 
+def _value(result: dict, metric: str) -> float:
+    """``final``/``best`` test accuracy, or ``last3``: the mean of the curve's last three epochs."""
+    if metric == "last3":
+        curve = [float(v) for v in result["curve"]]
+        if len(curve) < 3:
+            raise ValueError(f"metric last3 needs at least 3 epochs, but a curve has {len(curve)}")
+        return statistics.mean(curve[-3:])
+    return float(result[metric])
+
+
 def paired(diffs: list[float]) -> dict[str, float]:
     n = len(diffs)
     mean = statistics.mean(diffs)
@@ -79,7 +89,8 @@ def paired(diffs: list[float]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("arms", nargs="+", help="NAME=METHOD@GLOB[,GLOB...]; the first arm is the reference")
-    parser.add_argument("--metric", choices=("final", "best"), default="final")
+    parser.add_argument("--metric", choices=("final", "best", "last3"), default="final",
+                        help="final or best test accuracy, or last3: the mean of the last three epochs' (a sensitivity check)")
     parser.add_argument("--margin", type=float, default=1.0, help="points an arm may be behind the reference")
     args = parser.parse_args(argv)
     arms = [parse_arm(a) for a in args.arms]

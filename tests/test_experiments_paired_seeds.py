@@ -70,3 +70,14 @@ def test_a_malformed_entry_is_named(tmp_path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps({"results": [{"name": "mwn", "final": 1.0}]}))  # no config
     with pytest.raises(SystemExit, match="bad.json: not a noisy_labels.py result file \\(KeyError"):
         paired_seeds.main([f"ref=mwn@{tmp_path}/bad.json", f"x=mwn@{tmp_path}/bad.json"])
+
+
+def test_last3_is_the_mean_of_the_last_three_epochs(tmp_path, capsys) -> None:
+    def result(name, seed, curve):
+        return {"name": name, "final": curve[-1], "best": max(curve), "curve": curve, "config": {"seed": seed}}
+    data = {"results": [result("r", 0, [1.0, 60.0, 70.0, 80.0]), result("r", 1, [1.0, 60.0, 60.0, 60.0]),
+                        result("a", 0, [1.0, 61.0, 71.0, 81.0]), result("a", 1, [1.0, 63.0, 63.0, 63.0])]}
+    (tmp_path / "runs.json").write_text(json.dumps(data))
+    paired_seeds.main([f"r=r@{tmp_path}/runs.json", f"a=a@{tmp_path}/runs.json", "--metric", "last3"])
+    out = capsys.readouterr().out
+    assert "| 0 | 70.00 | 71.00 |" in out and "| a - r | 2 | +2.00 ± 1.00 |" in out
