@@ -38,7 +38,7 @@ def parse_arm(text: str) -> tuple[str, str, list[str]]:
 def load_arm(method: str, globs: list[str], metric: str) -> tuple[dict[int, float], dict[str, list]]:
     """The arm's value by seed, and the config fields (other than the seed) whose values differ."""
     out: dict[int, float] = {}
-    configs: list[dict] = []
+    configs: dict[int, dict] = {}  # of the runs kept (a re-run replaces its seed's)
     for pattern in globs:
         paths = sorted(glob.glob(pattern))
         if not paths:
@@ -52,13 +52,12 @@ def load_arm(method: str, globs: list[str], metric: str) -> tuple[dict[int, floa
                 raise SystemExit(f"{path}: not a noisy_labels.py result file ({type(error).__name__}: {error}); "
                                  f"give the JSON files that noisy_labels.py --out wrote.") from None
             for seed, value, config in found:
-                out[seed] = value
-                configs.append(config)
-    keys = sorted(set().union(*configs) - {"seed"}) if configs else []
+                out[seed], configs[seed] = value, config
+    keys = sorted(set().union(*configs.values()) - {"seed"}) if configs else []
     differing = {}
     for key in keys:
         values = []
-        for config in configs:
+        for config in configs.values():
             v = config.get(key, "(absent)")
             if v not in values:
                 values.append(v)

@@ -34,7 +34,7 @@ def check_every(every: Any, what: str = "every") -> int:
 
 def check_flag(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{what} must be True or False, but got {value!r}.")
+        raise ValueError(f"{what} must be a bool, but got {value!r}.")
     return value
 
 

@@ -90,6 +90,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from autodata.bilevel._checks import check_flag
 from autodata.bilevel.jvp_rules import Layout, under_rules
 
 if TYPE_CHECKING:
@@ -308,8 +309,7 @@ class FiniteDifference(HypergradientMethod):
     one_sided: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.one_sided, bool):
-            raise ValueError(f"one_sided must be a bool, but got {self.one_sided!r}.")
+        check_flag(self.one_sided, "one_sided")
         if self.radius is not None:
             check_radius(self.radius)
 
@@ -455,8 +455,7 @@ class ForwardMode(HypergradientMethod):
 
     def __post_init__(self) -> None:
         check_radius(self.radius)
-        if not isinstance(self.rules, bool):
-            raise ValueError(f"rules must be a bool, but got {self.rules!r}.")
+        check_flag(self.rules, "rules")
 
     def bind(self, learner: MetaLearner) -> ForwardMode:
         return replace(self)  # its own layout choice per learner

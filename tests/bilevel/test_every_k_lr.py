@@ -119,5 +119,5 @@ def test_the_first_meta_update_every_k_is_k_times_the_unscaled_one(method: str) 
 @pytest.mark.parametrize("bad", ["yes", 1, None])
 def test_scale_meta_lr_must_be_a_bool(bad: object) -> None:
     model, optimizer, _ = setup_problem("sgd")
-    with pytest.raises(ValueError, match="scale_meta_lr must be True or False"):
+    with pytest.raises(ValueError, match="scale_meta_lr must be a bool, but got"):
         MetaLearner(model, optimizer, reweighter=MetaWeightNet(hidden=4).double(), every=2, scale_meta_lr=bad)
