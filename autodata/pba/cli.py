@@ -49,6 +49,10 @@ def register(subparsers: Any, name: str = "search-schedule") -> argparse.Argumen
     parser.add_argument("--workdir", help="checkpoint directory, resumed when it holds this search (default: <out>.search)")
     parser.add_argument("--ray", action="store_true", help="run the population as Ray Tune trials (pip install 'autodata[ray]')")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="on a CPU with glibc, tell the C allocator to keep freed memory for the next step instead "
+                             "of returning it to the system (a process setting: about 10%% faster on the digits; left "
+                             "alone when MALLOC_* or GLIBC_TUNABLES are set, and with --ray) (default: on)")
     from autodata.cli._progress import add_progress_arguments
 
     add_progress_arguments(parser)
@@ -84,6 +88,12 @@ def search_config_from_arguments(args: argparse.Namespace) -> Any:
         raise ValueError(message) from None
 
 
+def _device_type(device: str) -> str:
+    import torch
+
+    return torch.device(device).type
+
+
 def _run(args: argparse.Namespace) -> int:
     config = search_config_from_arguments(args)
     epochs = config.train.epochs
@@ -100,6 +110,12 @@ def _run(args: argparse.Namespace) -> int:
                        f"{record.get('images_per_second', 0.0):7.0f} img/s" + (f"  copies {copies}" if copies else ""))
         progress.on_epoch(None, {"epoch": record["epoch"], **({"val_accuracy": float(max(val))} if val else {})})
 
+    if args.keep_freed_memory and not args.ray and _device_type(config.train.device) == "cpu":
+        from autodata._malloc import keep_freed_memory
+
+        reason = keep_freed_memory()
+        if reason is not None and not args.quiet:
+            print(f"allocator: glibc's defaults kept ({reason})", flush=True)
     with progress:
         if args.ray:
             from autodata.tune.ray_pba import ray_search_schedule

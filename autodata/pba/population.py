@@ -36,7 +36,8 @@ and on a CPU they then fall out of the caches and, freed, go back to the system 
 return as page faults at the next step: it therefore groups only as many members as keep a wide
 model's input about :data:`GROUPED_CHUNK_ELEMENTS` numbers (:func:`grouped_chunk_size`). Telling
 glibc to keep freed memory (``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``, a process
-setting) made the grouped engine 1.2x -> 1.5x the loop at 64 x 1x8x8 (BENCHMARKS.md).
+setting) made the grouped engine 1.2x -> 1.5x the loop at 64 x 1x8x8 (BENCHMARKS.md); the search's command
+line sets it on a CPU (``--keep-freed-memory``, :func:`autodata._malloc.keep_freed_memory`).
 ``engine="auto"`` picks it on a CPU when at least two members fit in one wide model
 (:func:`auto_engine`) and ``vmap`` on an accelerator, where one large kernel per layer replaces
 N small ones.

@@ -54,3 +54,36 @@ def test_a_tiny_search_writes_the_schedule(tmp_path: Path, capsys: pytest.Captur
     text = capsys.readouterr().out
     assert "epoch   3/3" in text and "finished: member" in text
     assert PiecewiseSchedule.load(out).num_epochs == 3
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("flags, device, asked", [
+    ([], "cpu", True),
+    (["--no-keep-freed-memory"], "cpu", False),
+    ([], "meta", False),  # not a CPU: the allocator of the host process is not the data's
+])
+def test_a_cpu_search_keeps_freed_memory_unless_told_not_to(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            flags: list[str], device: str, asked: bool) -> None:
+    import autodata._malloc
+    import autodata.pba.search
+
+    calls: list[int] = []
+
+    def keep() -> str:
+        calls.append(1)
+        return "the C library is not glibc"
+
+    def search(*args: object, **kwargs: object) -> None:
+        raise _Stop  # the wiring is what is checked here; the search itself runs in the test above
+
+    monkeypatch.setattr(autodata._malloc, "keep_freed_memory", keep)
+    monkeypatch.setattr(autodata.pba.search, "search_schedule", search)
+    args = _parser().parse_args(["search-schedule", "--data", "digits", "--device", device, *flags])
+    with pytest.raises(_Stop):
+        args.run(args)
+    assert calls == ([1] if asked else [])
+    assert ("allocator: glibc's defaults kept (the C library is not glibc)" in capsys.readouterr().out) == asked
