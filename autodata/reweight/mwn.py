@@ -93,10 +93,13 @@ class MetaWeightNet(BaseReweighter):
         meta_lr: learning rate of this net's meta-optimizer.
         meta_weight_decay: its weight decay.
         stall_threshold: the net counts as saturated in a meta step when the batch's mean of
-            ``1 - sigmoid(z_i)`` is below this (every weight near 1: uniform after normalisation,
-            and no gradient). Traced per meta step (BENCHMARKS.md, "Why `exact` stalled"):
-            the stalled pair-flip runs sat at 0.007-0.03 from epoch 3-4 on (seed 8
-            hovered around 0.02, so 0.02 missed it), every run that learned stayed at 0.19 or
+            ``1 - sigmoid(z_i)`` is below this (every weight near 1: near uniform after
+            normalisation, and little gradient). Traced per meta step (BENCHMARKS.md, "Why
+            `exact` stalled" and "The stall watch's threshold"): the stalled pair-flip runs of
+            ``exact`` sat at 0.007-0.03 from epoch 3-4 on (seed 8 hovered around 0.02, so 0.02
+            missed it); an every-5 ``jvp-online`` run drifted at 0.059-0.092 for four epochs,
+            its weights' s.d. 0.017-0.035, and ended at cross-entropy's level (so 0.05, the
+            default until 2026-11-27, missed it); every run that learned stayed at 0.19 or
             above (the demo, digits at 60% symmetric noise, pair-flip seed 22).
         stall_patience: :meth:`stalled` reports after this many saturated meta steps in a row.
 
@@ -120,7 +123,7 @@ class MetaWeightNet(BaseReweighter):
         center: bool | None = None,
         meta_lr: float = 1e-3,
         meta_weight_decay: float = 1e-4,
-        stall_threshold: float = 0.05,
+        stall_threshold: float = 0.1,
         stall_patience: int = 20,
     ) -> None:
         super().__init__()
@@ -217,7 +220,7 @@ class MetaWeightNet(BaseReweighter):
             warnings.warn(
                 f"the Meta-Weight-Net's sigmoid has been saturated for {self.saturated_steps} meta steps (mean of "
                 f"1 - sigmoid over the batch {self.sensitivity:.2g} < {self.stall_threshold:g}; its weights were "
-                f"uniform and got no gradient): from now on it centres the sigmoid's input on the batch mean "
+                f"near uniform and got little gradient): from now on it centres the sigmoid's input on the batch mean "
                 f"(center='on_stall').", RuntimeWarning, stacklevel=2,
             )
             self._start_centring()
@@ -235,8 +238,8 @@ class MetaWeightNet(BaseReweighter):
             return None
         return (
             f"the Meta-Weight-Net's sigmoid has been saturated for {self.saturated_steps} meta steps (mean of "
-            f"1 - sigmoid over the batch {self.sensitivity:.2g} < {self.stall_threshold:g}): its weights are uniform "
-            f"and get no gradient, so it has stopped learning (training is plain cross-entropy); "
+            f"1 - sigmoid over the batch {self.sensitivity:.2g} < {self.stall_threshold:g}): its weights are near "
+            f"uniform and get little gradient, so it has stopped learning (training is plain cross-entropy); "
             + ("MetaWeightNet(center='on_stall') centres it once this happens (TrainConfig.reweighter_center)."
                if not self.center else "lower its meta learning rate.")
         )

@@ -191,3 +191,27 @@ def test_a_data_parallel_net_decides_on_the_mean_over_the_ranks() -> None:
         for _ in range(3):
             mwn.step_weights(LOSSES, TARGETS)
     assert mwn.center and mwn.sensitivity == 0.0  # the mean it was given, not its own batch's
+
+
+def test_a_net_drifting_towards_the_flat_top_is_caught_before_it_gets_there() -> None:
+    """The band the watch once missed (every-5 ``jvp-online``, pair-flip seed 1: 0.059-0.092 for four epochs with
+    near-uniform weights): a released net with an increasing ``w(l)`` there keeps climbing into the sigmoid's flat
+    top instead of turning. The default threshold counts it as stalled, and ``on_stall`` centres it, which turns."""
+    def drifting(center: str) -> MetaWeightNet:
+        mwn = MetaWeightNet(hidden=16, center=center, stall_patience=5)
+        mwn.load_state_dict(_saturated(center=False).state_dict(), strict=False)
+        with torch.no_grad():
+            mwn.net[2].bias.fill_(0.0)  # in the band: every output near 1, but not yet flat
+        return mwn
+
+    released, on_stall = drifting("off"), drifting("on_stall")
+    with torch.no_grad():
+        w = released(LOSSES, TARGETS)
+    released.step_weights(LOSSES, TARGETS)
+    assert 0.05 < released.sensitivity < released.stall_threshold  # missed by the old threshold, 0.05
+    assert torch.corrcoef(torch.stack([w, LOSSES]))[0, 1] > 0.5  # still trusting high losses
+    after = _learn_to_prefer_small_losses(released, 300)
+    assert float(after.std()) < 0.05 and float(after[:8].mean()) < float(after[-8:].mean())  # drifted flatter, never turned
+    with pytest.warns(RuntimeWarning, match="centres the sigmoid's input"):
+        after = _learn_to_prefer_small_losses(on_stall, 300)
+    assert on_stall.center and torch.corrcoef(torch.stack([after, LOSSES]))[0, 1] < -0.9  # turned: small losses weigh more
