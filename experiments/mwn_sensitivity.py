@@ -2,7 +2,8 @@
 (``MetaWeightNet.sensitivity``) of the released net (``reweighter_center="off"``), summarised per epoch.
 
 What set ``MetaWeightNet``'s ``stall_threshold`` (issue #9; BENCHMARKS.md, "Why `exact` stalled"):
-runs that learn stay far above it, stalled ones sit below it.
+runs that learn stay far above it (0.19 and up), stalled ones sit below it (0.007-0.03), and an
+every-5 run that drifted at 0.059-0.092 with near-uniform weights moved it from 0.05 to 0.1.
 
 Usage (the figures in BENCHMARKS.md):
     OMP_NUM_THREADS=1 AUTODATA_DATA=../shared/data python experiments/mwn_sensitivity.py
