@@ -88,12 +88,6 @@ def search_config_from_arguments(args: argparse.Namespace) -> Any:
         raise ValueError(message) from None
 
 
-def _device_type(device: str) -> str:
-    import torch
-
-    return torch.device(device).type
-
-
 def _run(args: argparse.Namespace) -> int:
     config = search_config_from_arguments(args)
     epochs = config.train.epochs
@@ -110,7 +104,9 @@ def _run(args: argparse.Namespace) -> int:
                        f"{record.get('images_per_second', 0.0):7.0f} img/s" + (f"  copies {copies}" if copies else ""))
         progress.on_epoch(None, {"epoch": record["epoch"], **({"val_accuracy": float(max(val))} if val else {})})
 
-    if args.keep_freed_memory and not args.ray and _device_type(config.train.device) == "cpu":
+    import torch
+
+    if args.keep_freed_memory and not args.ray and torch.device(config.train.device).type == "cpu":
         from autodata._malloc import keep_freed_memory
 
         reason = keep_freed_memory()

@@ -199,7 +199,7 @@ def test_a_net_drifting_towards_the_flat_top_is_caught_before_it_gets_there() ->
     top instead of turning. The default threshold counts it as stalled, and ``on_stall`` centres it, which turns."""
     def drifting(center: str) -> MetaWeightNet:
         mwn = MetaWeightNet(hidden=16, center=center, stall_patience=5)
-        mwn.load_state_dict(_saturated(center=False).state_dict(), strict=False)
+        mwn.load_state_dict(_saturated(center=False).state_dict())
         with torch.no_grad():
             mwn.net[2].bias.fill_(0.0)  # in the band: every output near 1, but not yet flat
         return mwn
